@@ -1,0 +1,21 @@
+"""prana: data analysis without readable data.
+
+Organisations compute together on their combined data (secure multi-party computation with SecretFlow
+SPU, and federated learning) while none of them sees another's records.
+"""
+
+__version__ = "0.1.0"
+
+from prana.errors import (  # noqa: E402  (curated re-exports only; importing prana has no side effects)
+    ConfigError,
+    InputValidationError,
+    MalformedMessage,
+    PeerAborted,
+    PeerTimeout,
+    PolicyViolation,
+    PranaError,
+    ProtocolError,
+)
+
+__all__ = ["__version__", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation", "ProtocolError",
+           "MalformedMessage", "PeerAborted", "PeerTimeout"]

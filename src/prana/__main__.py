@@ -1,0 +1,3 @@
+from prana.cli.main import main
+
+main()

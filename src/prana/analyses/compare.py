@@ -1,0 +1,488 @@
+"""The Trust Tester: is value(person) >= claim? The verifier learns one answer per claim, the source nothing.
+
+Setting (concept 3 of the TNO/PRANA-DATA whitepaper, "Trust Tester"): a **source** (a tax authority) holds
+`person_id, value` for many persons; a **verifier** (a bank) holds claims "value(person) >= claim" (or
+`<=`, `=`). The two run a 2-party Cheetah session (SPU, semi-honest, secure against one corrupted party).
+
+Anonymity set. The source sorts its persons by a salted 64-bit hash of the id and cuts them into B
+buckets of k persons each (k = `anonymity`, default 1,000; sizes differ by at most one). It publishes the
+salt and the B - 1 bucket boundaries, each the midpoint between two neighbouring hashes. For a claim the
+verifier reveals only the bucket number; the source inputs the whole bucket, padded with dummy rows to the
+common size S, and the secure program finds the row obliviously:
+
+    match_j = tag1_j == probe1                       (S equality tests, 31-bit tags)
+    value   = sum_j match_j * value_j;  second = sum_j match_j * tag2_j
+    found   = any_j match_j  and  second == probe2     (a second 31-bit tag makes a false match ~2^-62)
+    answer  = 0 if not found, else 1 + [value R claim] for the claim's relation R in {>=, <=, =}
+
+k = 1 is the classic setting: the verifier reveals the id's hash (so the source knows whose record it
+is) and the bucket is that one row. k >= table size gives one bucket: a fully oblivious lookup.
+
+Who learns what:
+
+| party    | learns                                                                                      |
+|----------|---------------------------------------------------------------------------------------------|
+| verifier | per claim: yes, no, or unknown person. Also the public parameters: the salt, the number of   |
+|          | buckets and their padded size S (so roughly the table size), and the bucket boundaries.       |
+| source   | the number of claims, and per claim the bucket (one of >= k persons, or the hash when k = 1). |
+|          | Not the claim, not the relation, not whether the person exists, not the answer.              |
+
+Message flow (after the engine's hello and MPC link; see `prana.engine.session`):
+
+    step          who -> whom            what
+    params        source -> verifier     salt, k, bucket count B, padded size S, encoding, boundaries
+    batch<i>      verifier -> source     number of claims, their bucket numbers (or hashes when k = 1)
+    (MPC runs)    both                   one run per chunk of claims; output `answers` to the verifier only
+    done          verifier -> source     end of session
+
+Encoding: values and claims are integers (`decimals` fixed digits) in [0, 2**31 - 1], on SPU's 32-bit
+ring; comparing two such numbers is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from prana.config import Federation
+from prana.engine.channel import Listener
+from prana.engine.encoding import INT32_MAX, IntegerEncoding
+from prana.engine.program import SecureInput, SecureOutput, SecureProgram
+from prana.engine.session import CommitteeSession, Timeouts, new_session_id
+from prana.errors import ConfigError, InputValidationError, MalformedMessage, PranaError, ProtocolError
+from prana.analyses import tables
+
+ANALYSIS = "compare"
+VERSION = 1
+DEFAULT_ANONYMITY = 1000
+RELATIONS = {">=": 0, "<=": 1, "=": 2}
+RELATION_ALIASES = {">=": ">=", "≥": ">=", "ge": ">=", "<=": "<=", "≤": "<=", "le": "<=", "=": "=", "==": "=",
+                    "eq": "="}
+ANSWERS = np.array(["unknown", "no", "yes"])
+MAX_CELLS_PER_RUN = 1_048_576
+TAG_MASK = 0x7FFFFFFF
+
+
+def secure_answers(tag1, tag2, values, probe1, probe2, claims, relation):
+    """The secure program (plain jax.numpy). Shapes: tag1/tag2/values [Q, S]; probes, claims [Q];
+    relation [Q, 3] one-hot over (>=, <=, =). Returns [Q] int32: 0 unknown, 1 no, 2 yes."""
+    match = tag1 == probe1[:, None]
+    value = jnp.sum(jnp.where(match, values, 0), axis=1)
+    second = jnp.sum(jnp.where(match, tag2, 0), axis=1)
+    found = jnp.any(match, axis=1) & (second == probe2)
+    greater_or_equal = (value >= claims).astype(jnp.int32)
+    less_or_equal = (value <= claims).astype(jnp.int32)
+    holds = relation[:, 0] * greater_or_equal + relation[:, 1] * less_or_equal \
+        + relation[:, 2] * greater_or_equal * less_or_equal
+    return jnp.where(found, 1 + holds, 0).astype(jnp.int32)
+
+
+@lru_cache(maxsize=32)
+def program(claims: int, bucket_size: int, source: str, verifier: str) -> SecureProgram:
+    """The program for one chunk of `claims` claims against buckets of `bucket_size` rows."""
+    grid, line = (claims, bucket_size), (claims,)
+    return SecureProgram(
+        name=f"compare-{claims}x{bucket_size}",
+        function=secure_answers,
+        inputs=[SecureInput("tag1", source, grid, "int32"), SecureInput("tag2", source, grid, "int32"),
+                SecureInput("values", source, grid, "int32"),
+                SecureInput("probe1", verifier, line, "int32"), SecureInput("probe2", verifier, line, "int32"),
+                SecureInput("claims", verifier, line, "int32"), SecureInput("relation", verifier, (claims, 3), "int32")],
+        outputs=[SecureOutput("answers", (verifier,))],
+        ring_bits=32,
+    )
+
+
+def chunk_plan(count: int, bucket_size: int) -> list[int]:
+    """Split `count` claims into runs of equal, power-of-two size (both sides derive the same plan)."""
+    if count <= 0:
+        return []
+    largest = max(1, min(1024, MAX_CELLS_PER_RUN // max(1, bucket_size)))
+    runs = math.ceil(count / largest)
+    size = min(largest, 1 << math.ceil(math.log2(math.ceil(count / runs))))
+    return [size] * math.ceil(count / size)
+
+
+# -- hashing ------------------------------------------------------------------------------------------------
+
+def hash_ids(ids: list[str], salt: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Salted BLAKE2b of each id: a 64-bit position (for buckets) and two independent 31-bit tags."""
+    digests = b"".join(hashlib.blake2b(identifier.encode(), key=salt, digest_size=16).digest() for identifier in ids)
+    raw = np.frombuffer(digests, dtype=">u8").reshape(-1, 2) if ids else np.zeros((0, 2), ">u8")
+    position = raw[:, 0].astype(np.uint64)
+    low = raw[:, 1].astype(np.uint64)
+    tag1 = ((low >> np.uint64(32)) & np.uint64(TAG_MASK)).astype(np.int32)
+    tag2 = (low & np.uint64(TAG_MASK)).astype(np.int32)
+    return position, tag1, tag2
+
+
+def _midpoints(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    return (left >> np.uint64(1)) + (right >> np.uint64(1)) + (left & right & np.uint64(1))
+
+
+# -- the source's table -----------------------------------------------------------------------------------
+
+@dataclass
+class SourceTable:
+    """The source's persons, hashed and cut into buckets of `anonymity` persons. Built once, served often."""
+
+    ids: list[str]
+    values: np.ndarray
+    anonymity: int = DEFAULT_ANONYMITY
+    encoding: IntegerEncoding = field(default_factory=IntegerEncoding)
+    salt: bytes = b""
+    position: np.ndarray = field(init=False, repr=False)
+    tag1: np.ndarray = field(init=False, repr=False)
+    tag2: np.ndarray = field(init=False, repr=False)
+    boundaries: np.ndarray = field(init=False, repr=False)
+    starts: np.ndarray = field(init=False, repr=False)
+    bucket_size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.anonymity < 1:
+            raise InputValidationError("the anonymity set size k must be at least 1")
+        if not self.ids:
+            raise InputValidationError("the source table has no rows")
+        for _ in range(16):
+            salt = self.salt or secrets.token_bytes(16)
+            if self._build(salt):
+                self.salt = salt
+                return
+            self.salt = b""
+        raise InputValidationError("could not find a hash salt without tag collisions; the table is too large")
+
+    def _build(self, salt: bytes) -> bool:
+        position, tag1, tag2 = hash_ids(self.ids, salt)
+        order = np.argsort(position, kind="stable")
+        position, tag1, tag2 = position[order], tag1[order], tag2[order]
+        values = self.values[order]
+        count = len(position)
+        if np.any(position[1:] == position[:-1]):
+            return False
+        if self.exact:
+            starts = np.arange(count + 1)
+            boundaries = np.zeros(0, np.uint64)
+        else:
+            buckets = max(1, count // self.anonymity)
+            sizes = np.full(buckets, count // buckets)
+            sizes[: count % buckets] += 1
+            starts = np.concatenate([[0], np.cumsum(sizes)])
+            boundaries = _midpoints(position[starts[1:-1] - 1], position[starts[1:-1]])
+            # tag1 must be unique inside each bucket, so that one probe matches at most one row
+            bucket_of_row = np.repeat(np.arange(buckets), sizes)
+            keys = bucket_of_row.astype(np.int64) * (1 << 32) + tag1.astype(np.int64)
+            if len(np.unique(keys)) != count:
+                return False
+        self.position, self.tag1, self.tag2, self.values = position, tag1, tag2, values
+        self.boundaries, self.starts = boundaries, starts
+        self.bucket_size = int(np.max(np.diff(starts)))
+        return True
+
+    @property
+    def exact(self) -> bool:
+        return self.anonymity == 1
+
+    @property
+    def buckets(self) -> int:
+        return len(self.starts) - 1
+
+    @property
+    def smallest_bucket(self) -> int:
+        return int(np.min(np.diff(self.starts)))
+
+    def params(self) -> dict[str, Any]:
+        return {"salt": self.salt.hex(), "anonymity": self.anonymity, "exact": self.exact,
+                "buckets": self.buckets, "bucket_size": self.bucket_size, "smallest_bucket": self.smallest_bucket,
+                "decimals": self.encoding.decimals, "maximum": self.encoding.maximum}
+
+    def gather(self, requests: np.ndarray, claims: int) -> dict[str, np.ndarray]:
+        """The padded bucket rows for each request (bucket numbers, or positions when exact)."""
+        size = self.bucket_size
+        tag1 = np.full((claims, size), -1, np.int32)
+        tag2 = np.zeros((claims, size), np.int32)
+        values = np.zeros((claims, size), np.int32)
+        for row, request in enumerate(requests):
+            if self.exact:
+                index = int(np.searchsorted(self.position, np.uint64(request)))
+                if index >= len(self.position) or self.position[index] != np.uint64(request):
+                    continue  # unknown person: the dummy row answers "unknown"
+                start, stop = index, index + 1
+            else:
+                start, stop = int(self.starts[request]), int(self.starts[request + 1])
+            tag1[row, : stop - start] = self.tag1[start:stop]
+            tag2[row, : stop - start] = self.tag2[start:stop]
+            values[row, : stop - start] = self.values[start:stop]
+        return {"tag1": tag1, "tag2": tag2, "values": values}
+
+
+def load_source_table(path: Path | str, id_column: str, value_column: str, *, anonymity: int = DEFAULT_ANONYMITY,
+                      decimals: int = 0) -> SourceTable:
+    """Read and validate the source's CSV or Parquet file; every problem is one InputValidationError."""
+    frame = tables.read_table(path, [id_column, value_column])
+    ids = tables.id_column(frame, id_column, path)
+    encoding = IntegerEncoding(decimals=decimals, minimum=0, maximum=INT32_MAX, dtype="int32")
+    values = encoding.encode(tables.numeric_column(frame, value_column, path), column=value_column,
+                             source=str(path), row_offset=2)
+    return SourceTable(ids, values, anonymity=anonymity, encoding=encoding)
+
+
+# -- claims ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Claims:
+    """The verifier's claims: person, relation (>=, <=, =) and the claimed number."""
+
+    person_ids: list[str]
+    relations: list[str]
+    amounts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.person_ids)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, source: str = "claims", id_column: str = "person_id",
+                   claim_column: str = "claim", relation_column: str = "relation") -> "Claims":
+        tables.require_columns(frame, [id_column, claim_column], source)
+        ids = tables.id_column(frame, id_column, source, unique=False)
+        amounts = tables.numeric_column(frame, claim_column, source)
+        if relation_column in frame.columns:
+            relations = []
+            for row, raw in enumerate(frame[relation_column].astype(str).str.strip()):
+                if raw not in RELATION_ALIASES:
+                    raise InputValidationError(f"row {row + 2} of {source}, column {relation_column!r}: the relation "
+                                               "must be one of >=, <=, =")
+                relations.append(RELATION_ALIASES[raw])
+        else:
+            relations = [">="] * len(ids)
+        return cls(ids, relations, amounts)
+
+    @classmethod
+    def load(cls, path: Path | str, **columns: str) -> "Claims":
+        frame = tables.read_table(path, None)
+        return cls.from_frame(frame, str(path), **columns)
+
+    def frame(self, answers: np.ndarray | None = None) -> pd.DataFrame:
+        data = {"person_id": self.person_ids, "relation": self.relations, "claim": self.amounts}
+        if answers is not None:
+            data["answer"] = ANSWERS[answers]
+        return pd.DataFrame(data)
+
+
+def plaintext_answers(table_ids: list[str], table_values: np.ndarray, claims: Claims) -> np.ndarray:
+    """What the answers must be, computed in the clear (the test oracle)."""
+    lookup = dict(zip(table_ids, np.asarray(table_values).tolist()))
+    out = np.zeros(len(claims), np.int32)
+    for index, (person, relation, amount) in enumerate(zip(claims.person_ids, claims.relations, claims.amounts)):
+        if person not in lookup:
+            continue
+        value = lookup[person]
+        holds = value >= amount if relation == ">=" else value <= amount if relation == "<=" else value == amount
+        out[index] = 2 if holds else 1
+    return out
+
+
+# -- the two roles ----------------------------------------------------------------------------------------
+
+class Source:
+    """The source role: serves sessions of verifiers, one at a time, with its table kept in memory.
+
+    The table's hashing and bucketing and the compiled programs stay warm between sessions.
+    """
+
+    def __init__(self, federation: Federation, me: str, table: SourceTable, *, timeouts: Timeouts = Timeouts(),
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        federation.party(me)
+        self.federation, self.me, self.table, self.timeouts = federation, me, table, timeouts
+        self.on_event = on_event or (lambda event, details: None)
+
+    def serve(self, sessions: int | None = None, *, idle_timeout: float | None = None) -> int:
+        """Answer verifier sessions until `sessions` were served (None: forever). Returns the number served.
+
+        A session that fails (a peer dies, sends garbage) is reported through `on_event` and does not stop
+        the server. `idle_timeout` stops the server when no verifier arrives for that long.
+        """
+        served = 0
+        listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect)
+        self.on_event("listening", {"address": self.federation.party(self.me).address, **self.table.params()})
+        try:
+            while sessions is None or served < sessions:
+                try:
+                    arrival = listener.wait(timeout=idle_timeout if idle_timeout is not None else 3600.0)
+                except ProtocolError:
+                    if idle_timeout is not None:
+                        break
+                    continue
+                peer = str(arrival.hello.get("party"))
+                purpose = arrival.hello.get("purpose") or {}
+                if purpose.get("analysis") != ANALYSIS or arrival.hello.get("committee") != [self.me, peer]:
+                    arrival.refuse(f"{self.me} serves only {ANALYSIS} sessions with committee [{self.me}, verifier]")
+                    continue
+                served += 1
+                try:
+                    self._session(arrival, peer, listener)
+                except PranaError as exc:
+                    self.on_event("failed", {"peer": peer, "error": str(exc)})
+        finally:
+            listener.close()
+        return served
+
+    def _session(self, arrival: Any, peer: str, listener: Listener) -> None:
+        session_id = str(arrival.hello["session"])
+        with CommitteeSession(self.federation, self.me, [self.me, peer], session_id,
+                              {"analysis": ANALYSIS, "version": VERSION}, ring_bits=32, timeouts=self.timeouts,
+                              listener=listener, arrivals={peer: arrival}) as session:
+            session.send(peer, "params", self.table.params())
+            if not self.table.exact:
+                session.send_array(peer, "boundaries", "boundaries", self.table.boundaries)
+            self.on_event("session", {"peer": peer, "session": session_id})
+            batch = 0
+            while True:
+                batch += 1
+                message = session.recv(peer, f"batch{batch}", timeout=self.timeouts.step)
+                count = message.get("count")
+                if message.get("done"):
+                    break
+                if not isinstance(count, int) or not 0 < count <= 10_000_000:
+                    raise MalformedMessage(f"{peer} announced an invalid number of claims", peer=peer,
+                                           task=session_id, step=f"batch{batch}")
+                requests = session.recv_array(peer, f"batch{batch}:requests")
+                self._check_requests(requests, count, peer, session_id, batch)
+                offset = 0
+                for size in chunk_plan(count, self.table.bucket_size):
+                    chunk = requests[offset: offset + size]
+                    inputs = self.table.gather(chunk, size)
+                    if len(chunk) < size:  # padding claims select nothing
+                        for name in inputs:
+                            inputs[name][len(chunk):] = -1 if name == "tag1" else 0
+                    session.run(program(size, self.table.bucket_size, self.me, peer), inputs)
+                    offset += size
+                self.on_event("answered", {"peer": peer, "claims": count})
+
+    def _check_requests(self, requests: np.ndarray, count: int, peer: str, session: str, batch: int) -> None:
+        step = f"batch{batch}:requests"
+        if requests.shape != (count,):
+            raise MalformedMessage(f"{peer} sent {requests.shape} requests for {count} claims", peer=peer,
+                                   task=session, step=step)
+        if self.table.exact:
+            if requests.dtype != np.uint64:
+                raise MalformedMessage(f"{peer} sent requests of the wrong type", peer=peer, task=session, step=step)
+        elif requests.dtype != np.int64 or (count and (requests.min() < 0 or requests.max() >= self.table.buckets)):
+            raise MalformedMessage(f"{peer} asked for a bucket that does not exist", peer=peer, task=session,
+                                   step=step)
+
+
+class Verifier:
+    """The verifier role: opens a session with the source and asks batches of claims.
+
+        with Verifier(federation, "bank", source="authority") as verifier:
+            answers = verifier.ask(claims)        # a DataFrame with an `answer` column
+    """
+
+    def __init__(self, federation: Federation, me: str, *, source: str | None = None,
+                 timeouts: Timeouts = Timeouts()) -> None:
+        federation.party(me)
+        if source is None:
+            others = [name for name in federation.parties if name != me]
+            if len(others) != 1:
+                raise ConfigError(f"federation {federation.name!r} has several parties; name the source")
+            source = others[0]
+        federation.party(source)
+        if source == me:
+            raise ConfigError("the verifier and the source must be different parties")
+        self.federation, self.me, self.source, self.timeouts = federation, me, source, timeouts
+        self.session: CommitteeSession | None = None
+        self.params: dict[str, Any] = {}
+        self.boundaries = np.zeros(0, np.uint64)
+        self._batches = 0
+
+    def __enter__(self) -> "Verifier":
+        self.session = CommitteeSession(self.federation, self.me, [self.source, self.me], new_session_id(),
+                                        {"analysis": ANALYSIS, "version": VERSION}, ring_bits=32,
+                                        timeouts=self.timeouts).open()
+        try:
+            self.params = self.session.recv(self.source, "params")
+            self._check_params()
+            if not self.params["exact"]:
+                self.boundaries = self.session.recv_array(self.source, "boundaries")
+                if self.boundaries.dtype != np.uint64 or self.boundaries.shape != (self.params["buckets"] - 1,):
+                    raise MalformedMessage(f"{self.source} sent bucket boundaries that do not match its buckets",
+                                           peer=self.source, step="boundaries")
+        except BaseException as exc:
+            self.session.__exit__(type(exc), exc, None)
+            raise
+        return self
+
+    def _check_params(self) -> None:
+        p = self.params
+        ok = (isinstance(p.get("salt"), str) and isinstance(p.get("exact"), bool)
+              and all(isinstance(p.get(key), int) and p[key] >= 0 for key in
+                      ("anonymity", "buckets", "bucket_size", "decimals", "maximum"))
+              and p["buckets"] >= 1 and 1 <= p["bucket_size"] <= 10_000_000 and p["decimals"] <= 9)
+        if not ok:
+            raise MalformedMessage(f"{self.source} sent invalid parameters", peer=self.source, step="params")
+        try:
+            self.salt = bytes.fromhex(p["salt"])
+        except ValueError:
+            raise MalformedMessage(f"{self.source} sent an invalid salt", peer=self.source, step="params") from None
+        self.encoding = IntegerEncoding(decimals=p["decimals"], minimum=0, maximum=min(p["maximum"], INT32_MAX))
+
+    def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
+        if self.session is None:
+            return
+        if exc is None:
+            try:
+                self._batches += 1
+                self.session.send(self.source, f"batch{self._batches}", {"done": True, "count": 0})
+            except PranaError:
+                pass
+        self.session.__exit__(kind, exc, traceback)
+        self.session = None
+
+    @property
+    def anonymity(self) -> int:
+        return int(self.params.get("smallest_bucket", 0)) if not self.params.get("exact") else 1
+
+    def ask(self, claims: Claims, source_name: str = "claims") -> pd.DataFrame:
+        """Answer every claim; returns the claims with an `answer` column (yes, no, unknown)."""
+        if self.session is None:
+            raise ProtocolError("ask() needs an open session: use `with Verifier(...) as verifier`")
+        encoded = self.encoding.encode(claims.amounts, column="claim", source=source_name, row_offset=2)
+        position, tag1, tag2 = hash_ids(claims.person_ids, self.salt)
+        if self.params["exact"]:
+            requests = position
+        else:
+            requests = np.searchsorted(self.boundaries, position, side="right").astype(np.int64)
+        relation = np.zeros((len(claims), 3), np.int32)
+        relation[np.arange(len(claims)), [RELATIONS[item] for item in claims.relations]] = 1
+        self._batches += 1
+        batch = self._batches
+        self.session.send(self.source, f"batch{batch}", {"count": len(claims)})
+        self.session.send_array(self.source, f"batch{batch}:requests", "requests", requests)
+        answers = np.zeros(len(claims), np.int32)
+        offset = 0
+        bucket_size = int(self.params["bucket_size"])
+        for size in chunk_plan(len(claims), bucket_size):
+            stop = min(offset + size, len(claims))
+            inputs = {"probe1": _pad(tag1[offset:stop], size, -2), "probe2": _pad(tag2[offset:stop], size, 0),
+                      "claims": _pad(encoded[offset:stop], size, 0), "relation": _pad(relation[offset:stop], size, 0)}
+            out = self.session.run(program(size, bucket_size, self.source, self.me), inputs)
+            answers[offset:stop] = out["answers"][: stop - offset]
+            offset = stop
+        return claims.frame(answers)
+
+
+def _pad(array: np.ndarray, size: int, fill: int) -> np.ndarray:
+    if len(array) == size:
+        return np.asarray(array, np.int32)
+    padded = np.full((size, *array.shape[1:]), fill, np.int32)
+    padded[: len(array)] = array
+    return padded

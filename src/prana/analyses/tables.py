@@ -1,0 +1,77 @@
+"""Reading and checking tabular inputs (CSV or Parquet) at the boundary.
+
+Every problem is one `InputValidationError` sentence that names the file, the column and the row (counted
+as a spreadsheet would: the header is row 1), and never quotes a cell's value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prana.errors import InputValidationError
+
+
+def read_table(path: Path | str, columns: list[str] | None) -> pd.DataFrame:
+    """Read a CSV or Parquet file as text cells; check that it has rows and the given columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputValidationError(f"{path} does not exist")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputValidationError(f"{path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputValidationError(f"{path} is not a readable CSV or Parquet file ({reason})") from None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    if columns:
+        require_columns(frame, columns, str(path))
+    if len(frame) == 0:
+        raise InputValidationError(f"{path} has a header but no rows")
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise InputValidationError(f"{source} has no column {missing[0]!r} (its columns: {have})")
+    if len(frame) == 0:
+        raise InputValidationError(f"{source} has a header but no rows")
+
+
+def id_column(frame: pd.DataFrame, column: str, source: Path | str, *, unique: bool = True) -> list[str]:
+    """The identifiers as stripped strings; blanks are refused, and duplicates when `unique`."""
+    ids = frame[column].astype(str).str.strip()
+    blank = (ids == "") | ids.str.lower().isin(["nan", "none", "null"])
+    if blank.any():
+        raise InputValidationError(f"row {int(np.flatnonzero(blank.to_numpy())[0]) + 2} of {source}, column "
+                                   f"{column!r} has no identifier")
+    if unique:
+        duplicated = ids.duplicated(keep="first")
+        if duplicated.any():
+            row = int(np.flatnonzero(duplicated.to_numpy())[0])
+            raise InputValidationError(f"row {row + 2} of {source} repeats a {column!r} of an earlier row; "
+                                       "identifiers must be unique")
+    return ids.tolist()
+
+
+def numeric_column(frame: pd.DataFrame, column: str, source: Path | str) -> np.ndarray:
+    """The column as float64; an empty or non-numeric cell is an error naming its row."""
+    raw = frame[column]
+    if raw.dtype.kind in "iuf":
+        values = raw.to_numpy(dtype=np.float64)
+    else:
+        values = pd.to_numeric(raw.astype(str).str.strip().str.replace("_", "", regex=False),
+                               errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputValidationError(f"row {row + 2} of {source}, column {column!r} is empty or not a number")
+    return values

@@ -1,0 +1,165 @@
+"""The `prana` command. This is the only place that turns errors into exit codes and calls sys.exit.
+
+Exit codes (also in `prana --help`):
+
+    0  success                       4  bad input (file, column, value)
+    1  internal error (a bug)        5  refused by a policy
+    2  wrong command line            6  a peer failed or sent something wrong
+    3  configuration problem         7  a peer did not answer in time
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from prana import __version__
+from prana.cli import compare as compare_cli
+from prana.cli.output import answers_table, console, errors
+from prana.errors import (ConfigError, InputValidationError, PeerTimeout, PolicyViolation, PranaError,
+                          ProtocolError)
+
+
+class ExitCode(enum.IntEnum):
+    SUCCESS = 0
+    INTERNAL = 1
+    USAGE = 2
+    CONFIG = 3
+    INPUT = 4
+    POLICY = 5
+    PEER = 6
+    TIMEOUT = 7
+    INTERRUPTED = 130
+
+
+EXIT_HELP = """Exit codes: 0 success, 1 internal error, 2 wrong command line, 3 configuration problem,
+4 bad input, 5 refused by a policy, 6 a peer failed or misbehaved, 7 a peer did not answer in time,
+130 interrupted."""
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help=f"""prana {__version__}: data analysis without readable data.
+
+Organisations compute together on their combined data (secure multi-party computation) while none of them
+sees another's records.\n\n{EXIT_HELP}""")
+federation_app = typer.Typer(no_args_is_help=True, help="Create and inspect federations: the parties, their "
+                                                        "addresses and their certificates.")
+app.add_typer(federation_app, name="federation")
+app.add_typer(compare_cli.app, name="compare")
+
+
+@federation_app.command("init")
+def federation_init(
+        parties: str = typer.Option(..., "--parties", help="Comma-separated party names, e.g. bank,authority."),
+        out: Path = typer.Option(..., "--out", help="An empty folder for the federation file, CA and keys."),
+        name: str = typer.Option("prana", "--name", help="The federation's name."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Default host of every party."),
+        base_port: int = typer.Option(61000, "--base-port", min=1024, max=65000,
+                                      help="Party i listens on base-port + i unless --address says otherwise."),
+        address: list[str] = typer.Option([], "--address", help="A party's address as NAME=HOST:PORT; repeatable."),
+) -> None:
+    """Create a federation: a CA, a key and certificate per party (keys mode 0600), and federation.toml."""
+    from prana.pki import create_federation
+
+    names = [item.strip() for item in parties.split(",") if item.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError("--parties needs at least two different names")
+    addresses = {party: f"{host}:{base_port + index}" for index, party in enumerate(names)}
+    for item in address:
+        party, _, where = item.partition("=")
+        if party not in addresses or ":" not in where:
+            raise ConfigError(f"--address {item!r} must be NAME=HOST:PORT for one of {', '.join(names)}")
+        addresses[party] = where
+    path = create_federation(out, name, addresses)
+    table = typer_table("party", "address", "certificate", "private key (0600)")
+    for party, where in addresses.items():
+        table.add_row(party, where, f"{party}.pem", f"{party}-key.pem")
+    console.print(table)
+    console.print(f"federation [bold]{name}[/] written to {path}\n"
+                  f"Give each party federation.toml, ca.pem, all certificates, and only its own key. "
+                  f"Keep ca-key.pem offline.")
+
+
+def typer_table(*columns: str):
+    from rich.table import Table
+
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+@app.command()
+def demo(persons: int = typer.Option(5000, help="Persons in the generated income table."),
+         claims: int = typer.Option(12, help="Claims the bank asks about (plus one unknown person)."),
+         anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="Anonymity set size k."),
+         workdir: Optional[Path] = typer.Option(None, help="Keep the generated files here.")) -> None:
+    """Run the Trust Tester between a tax authority and a bank: two processes, mutual TLS, generated data."""
+    from prana.analyses import compare_jobs
+    from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
+    from prana.analyses.tables import read_table
+    from prana.datasets.incomes import write_demo_files
+
+    root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
+    table_path, claims_path = write_demo_files(root, persons, claims)
+    console.rule("[bold]Trust Tester[/]: does the tax authority's income of P reach the bank's claim?")
+    console.print(f"authority holds {persons:,} incomes; bank asks {claims + 1} claims; anonymity set k = {anonymity:,}")
+    with console.status("authority and bank run as two processes over mutual TLS (SPU Cheetah)..."):
+        result = compare_jobs.local(table_path, claims_path, out=root / "answers.csv", value_column="income",
+                                    anonymity=anonymity)
+    table = read_table(table_path, None)
+    expected = plaintext_answers(table["person_id"].tolist(), table["income"].astype(int).to_numpy(),
+                                 Claims.load(claims_path))
+    shown = result.answers.copy()
+    shown["plaintext check"] = ["ok" if answer == want else "MISMATCH"
+                                for answer, want in zip(shown["answer"], ANSWERS[expected])]
+    console.print(answers_table(shown, "What the bank learns (and nothing else)"))
+    console.print(f"total {result.seconds:.2f} s (two process starts, TLS handshakes, OT set-up, "
+                  f"{len(shown)} secure lookups); verifier's session {result.timings.get('ask', 0):.2f} s")
+    console.print(f"files in {root}")
+    if (shown["plaintext check"] != "ok").any():
+        raise PranaError("the secure answers differ from the plaintext answers")
+
+
+def exit_code(error: BaseException) -> ExitCode:
+    if isinstance(error, ConfigError):
+        return ExitCode.CONFIG
+    if isinstance(error, InputValidationError):
+        return ExitCode.INPUT
+    if isinstance(error, PolicyViolation):
+        return ExitCode.POLICY
+    if isinstance(error, PeerTimeout):
+        return ExitCode.TIMEOUT
+    if isinstance(error, ProtocolError):
+        return ExitCode.PEER
+    return ExitCode.INTERNAL
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False, prog_name="prana")
+    except click.exceptions.Abort:
+        errors.print("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except PranaError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, with where to look
+        errors.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (please report this)", highlight=False)
+        sys.exit(ExitCode.INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""Mutual-TLS control channels between parties: framing, timeouts, and the hello handshake.
+
+Every party listens on its federation address. A connection is accepted only if the peer presents a
+certificate issued by the federation CA, and the peer's certificate name must equal the party it claims to
+be in its HELLO. Both directions therefore fail at once, with one sentence, when a peer holds a certificate
+from another CA: the client sees the server's certificate refused; the server sees the handshake fail.
+
+Everything that is not SPU's own MPC traffic travels here, as `prana.engine.wire` frames: hellos, control
+messages, input shares, output shares, aborts. Each `recv` has a deadline, so a silent peer gives
+`PeerTimeout`; a closed connection or an ABORT frame gives `PeerAborted`.
+
+Stream framing: each frame is preceded by its length as 8 bytes, big-endian.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import ssl
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prana.config import Federation
+from prana.engine import wire
+from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, ProtocolError
+
+MAX_FRAME = 4 * 1024**3
+_LENGTH = struct.Struct(">Q")
+
+
+def _common_name(sock: ssl.SSLSocket) -> str:
+    cert = sock.getpeercert() or {}
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return ""
+
+
+def server_context(federation: Federation, me: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    _load(context, federation, me)
+    return context
+
+
+def client_context(federation: Federation, me: str, certificate: str | None = None,
+                   private_key: str | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    _load(context, federation, me, certificate, private_key)
+    return context
+
+
+def _load(context: ssl.SSLContext, federation: Federation, me: str, certificate: str | None = None,
+          private_key: str | None = None) -> None:
+    cert = certificate or str(federation.certificate_path(me))
+    key = private_key or str(federation.private_key_path(me))
+    try:
+        context.load_cert_chain(cert, key)
+        context.load_verify_locations(str(federation.ca_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the certificate of {me!r} ({cert}): {exc}") from None
+
+
+@dataclass
+class Channel:
+    """A framed, authenticated connection to one peer."""
+
+    sock: ssl.SSLSocket
+    peer: str
+    session: str = ""
+    closed: bool = False
+    _send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, frame: wire.Frame) -> int:
+        """Send one frame; returns the number of bytes written (for the audit log)."""
+        data = wire.encode(frame)
+        try:
+            with self._send_lock:
+                self.sock.sendall(_LENGTH.pack(len(data)) + data)
+        except (OSError, ssl.SSLError) as exc:
+            raise PeerAborted(f"the connection to {self.peer} broke while sending step {frame.step!r}: {exc}",
+                              peer=self.peer, task=self.session, step=frame.step) from None
+        return len(data) + _LENGTH.size
+
+    def _read_exact(self, count: int, deadline: float, step: str) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PeerTimeout(f"{self.peer} sent nothing for step {step!r} within the time limit",
+                                  peer=self.peer, task=self.session, step=step)
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(min(count - len(chunks), 1 << 20))
+            except (TimeoutError, socket.timeout):
+                continue
+            except (OSError, ssl.SSLError) as exc:
+                raise PeerAborted(f"the connection to {self.peer} broke during step {step!r}: "
+                                  f"{_tls_reason(exc)}", peer=self.peer, task=self.session, step=step) from None
+            if not chunk:
+                raise PeerAborted(f"{self.peer} closed the connection during step {step!r} (it stopped or "
+                                  "failed)", peer=self.peer, task=self.session, step=step)
+            chunks += chunk
+        return bytes(chunks)
+
+    def recv(self, *, step: str, timeout: float, kinds: tuple[wire.Kind, ...] | None = None) -> wire.Frame:
+        """Receive the frame for `step`. Any other session or step is a MalformedMessage."""
+        deadline = time.monotonic() + timeout
+        (length,) = _LENGTH.unpack(self._read_exact(_LENGTH.size, deadline, step))
+        if length > MAX_FRAME:
+            raise MalformedMessage(f"{self.peer} announced a message of {length} bytes, over the limit",
+                                   peer=self.peer, task=self.session, step=step)
+        frame = wire.decode(self._read_exact(length, deadline, step), peer=self.peer)
+        if frame.kind == wire.Kind.ABORT:
+            reason = str(frame.header.get("reason", "no reason given"))[:500]
+            raise PeerAborted(f"{self.peer} aborted during step {frame.step or step!r}: {reason}",
+                              peer=self.peer, task=self.session, step=frame.step or step)
+        if self.session and frame.session != self.session:
+            raise MalformedMessage(f"{self.peer} sent a message of another session (a replay or a mix-up) "
+                                   f"during step {step!r}", peer=self.peer, task=self.session, step=step)
+        if frame.step != step:
+            raise MalformedMessage(f"{self.peer} sent step {frame.step!r} where {step!r} was due",
+                                   peer=self.peer, task=self.session, step=step)
+        if kinds is not None and frame.kind not in kinds:
+            raise MalformedMessage(f"{self.peer} sent a {frame.kind.name} message where "
+                                   f"{'/'.join(k.name for k in kinds)} was due in step {step!r}",
+                                   peer=self.peer, task=self.session, step=step)
+        return frame
+
+    def abort(self, step: str, reason: str) -> None:
+        """Tell the peer we stop, best effort (the peer may already be gone)."""
+        try:
+            self.send(wire.Frame(wire.Kind.ABORT, {"session": self.session, "step": step,
+                                                   "reason": reason[:500]}))
+        except ProtocolError:
+            pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _tls_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "unknown ca" in text or "certificate verify failed" in text or "bad certificate" in text:
+        return "its certificate and ours are not from the same federation CA"
+    return text or type(exc).__name__
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *, timeout: float,
+            certificate: str | None = None, private_key: str | None = None) -> tuple[Channel, dict[str, Any]]:
+    """Connect to `peer`, retrying until it listens, and exchange HELLOs. Returns the channel and its hello."""
+    host, port = split_address(federation.party(peer).address)
+    context = client_context(federation, me, certificate, private_key)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw = socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic()))
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise PeerTimeout(f"{peer} is not reachable at {host}:{port} (waited {timeout:g} s)",
+                                  peer=peer, task=hello.get("session"), step="hello") from None
+            time.sleep(0.05)
+    try:
+        raw.settimeout(max(0.1, deadline - time.monotonic()))
+        sock = context.wrap_socket(raw, server_hostname=host)
+    except ssl.SSLCertVerificationError:
+        raw.close()
+        raise PeerAborted(f"refused {peer} at {host}:{port}: its certificate is not issued by the CA of "
+                          f"federation {federation.name!r}", peer=peer, task=hello.get("session"),
+                          step="hello") from None
+    except (OSError, ssl.SSLError) as exc:
+        raw.close()
+        raise PeerAborted(f"the TLS handshake with {peer} at {host}:{port} failed: {_tls_reason(exc)}",
+                          peer=peer, task=hello.get("session"), step="hello") from None
+    channel = Channel(sock, peer, session=str(hello["session"]))
+    if _common_name(sock) != peer:
+        channel.close()
+        raise PeerAborted(f"the server at {host}:{port} presented the certificate of "
+                          f"{_common_name(sock)!r}, not of {peer!r}", peer=peer, step="hello")
+    try:
+        channel.send(wire.Frame(wire.Kind.HELLO, {**hello, "step": "hello"}))
+        reply = channel.recv(step="hello", timeout=max(0.5, deadline - time.monotonic()),
+                             kinds=(wire.Kind.HELLO,))
+    except ProtocolError:
+        channel.close()
+        raise
+    return channel, reply.header
+
+
+@dataclass
+class Arrival:
+    """A peer that connected to our listener and said HELLO; we have not answered yet."""
+
+    channel: Channel
+    hello: dict[str, Any]
+
+    def accept(self, hello: dict[str, Any]) -> Channel:
+        self.channel.session = str(hello["session"])
+        self.channel.send(wire.Frame(wire.Kind.HELLO, {**hello, "step": "hello"}))
+        return self.channel
+
+    def refuse(self, reason: str) -> None:
+        self.channel.session = str(self.hello.get("session", ""))
+        self.channel.abort("hello", reason)
+        self.channel.close()
+
+
+class Listener:
+    """Accepts mutually authenticated connections on this party's address and queues their HELLOs.
+
+    Connections that fail the TLS handshake (a foreign certificate, a port scanner) are recorded in
+    `refusals` and dropped; `wait` reports them if the party it waits for never arrives.
+    """
+
+    def __init__(self, federation: Federation, me: str, *, handshake_timeout: float = 10.0) -> None:
+        self.federation = federation
+        self.me = me
+        self.handshake_timeout = handshake_timeout
+        self.context = server_context(federation, me)
+        host, port = split_address(federation.party(me).address)
+        self._server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._server.bind((host, port))
+        except OSError as exc:
+            self._server.close()
+            raise ConfigError(f"{me} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self._server.listen(64)
+        self._server.settimeout(0.2)
+        self._arrivals: queue.Queue[Arrival] = queue.Queue()
+        self._pending: list[Arrival] = []
+        self.refusals: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name=f"prana-listener-{me}", daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, address = self._server.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handshake, args=(raw, address), daemon=True).start()
+
+    def _handshake(self, raw: socket.socket, address: tuple) -> None:
+        raw.settimeout(self.handshake_timeout)
+        try:
+            sock = self.context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            self.refusals.append(f"a connection from {address[0]} was refused: {_tls_reason(exc)}")
+            raw.close()
+            return
+        name = _common_name(sock)
+        channel = Channel(sock, name or f"{address[0]}:{address[1]}")
+        try:
+            frame = channel.recv(step="hello", timeout=self.handshake_timeout, kinds=(wire.Kind.HELLO,))
+        except ProtocolError as exc:
+            self.refusals.append(str(exc))
+            channel.close()
+            return
+        if frame.header.get("party") != name:
+            channel.session = frame.session
+            channel.abort("hello", f"your certificate names {name!r}, but your hello says "
+                                   f"{frame.header.get('party')!r}")
+            channel.close()
+            self.refusals.append(f"a peer with the certificate of {name!r} claimed another name")
+            return
+        self._arrivals.put(Arrival(channel, frame.header))
+
+    def wait(self, *, party: str | None = None, session: str | None = None, timeout: float) -> Arrival:
+        """The next arrival that matches `party` and `session` (None matches any)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for arrival in list(self._pending):
+                if (party is None or arrival.hello.get("party") == party) and \
+                        (session is None or arrival.hello.get("session") == session):
+                    self._pending.remove(arrival)
+                    return arrival
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                detail = f"; {self.refusals[-1]}" if self.refusals else ""
+                raise PeerTimeout(f"{party or 'no peer'} did not connect within {timeout:g} s{detail}",
+                                  peer=party, task=session, step="hello")
+            try:
+                self._pending.append(self._arrivals.get(timeout=min(remaining, 0.2)))
+            except queue.Empty:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._server.close()
+        except OSError:
+            pass
+        self._thread.join(timeout=2)
+        for arrival in self._pending:
+            arrival.channel.close()

@@ -1,0 +1,160 @@
+"""Launch a whole committee on this machine: a fresh federation on 127.0.0.1 with ephemeral ports and TLS,
+and one OS process per party. The tests, the demo and the benchmarks use this; nothing here is a
+shortcut around the real protocol (each process opens real mutual-TLS links to the others).
+
+    federation = local_federation(tmp, ["a", "b", "c"])
+    with LocalCommittee() as committee:
+        committee.spawn("a", "mypackage.module:function", {"federation": str(federation), ...})
+        ...
+        results = committee.wait(timeout=120)     # {"a": {...}, "b": {...}}
+
+A target is `module:function`; it is called as `function(**kwargs)` in the child and must return a
+JSON-serialisable dict. A PranaError in the child becomes {"error": sentence, "type": class name}; the
+parent never sees a traceback. A child that overruns the timeout is killed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prana.errors import PeerTimeout, PranaError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def local_federation(directory: Path | str, parties: list[str], *, name: str = "local") -> Path:
+    """A fresh federation (CA, keys, certificates) for `parties` on 127.0.0.1 with free ports."""
+    from prana.pki import create_federation
+
+    addresses = {party: f"127.0.0.1:{free_port()}" for party in parties}
+    return create_federation(Path(directory), name, addresses)
+
+
+@dataclass
+class _Child:
+    party: str
+    process: subprocess.Popen
+    result_path: Path
+    log_path: Path
+
+
+@dataclass
+class LocalCommittee:
+    """A set of party processes started by this process, each killed at exit if still running."""
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prana-local-")))
+    extra_path: list[str] = field(default_factory=list)
+    children: dict[str, _Child] = field(default_factory=dict)
+
+    def spawn(self, party: str, target: str, kwargs: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        job = self.workdir / f"{party}.job.json"
+        job.write_text(json.dumps({"target": target, "kwargs": kwargs}))
+        result = self.workdir / f"{party}.result.json"
+        log = self.workdir / f"{party}.log"
+        environment = dict(os.environ)
+        environment.setdefault("PRANA_LOG_DIR", str(self.workdir / "logs"))
+        paths = [*self.extra_path, *([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])]
+        if paths:
+            environment["PYTHONPATH"] = os.pathsep.join(paths)
+        environment.update(env or {})
+        with open(log, "wb") as handle:
+            process = subprocess.Popen([sys.executable, "-m", "prana.engine.local", str(job), str(result)],
+                                       stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=environment, start_new_session=True)
+        self.children[party] = _Child(party, process, result, log)
+
+    def kill(self, party: str) -> None:
+        """Kill one party at once (SIGKILL), as a crash would."""
+        child = self.children[party]
+        if child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait(timeout=10)
+
+    def wait(self, timeout: float, parties: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Wait for the children (all, or `parties`); kill any still running at the deadline."""
+        deadline = time.monotonic() + timeout
+        results: dict[str, dict[str, Any]] = {}
+        for party in parties or list(self.children):
+            child = self.children[party]
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(party)
+                results[party] = {"error": f"{party} did not finish within {timeout:g} s", "type": "PeerTimeout",
+                                  "returncode": None}
+                continue
+            results[party] = self._result(child)
+        return results
+
+    def _result(self, child: _Child) -> dict[str, Any]:
+        if child.result_path.exists():
+            data = json.loads(child.result_path.read_text())
+            data["returncode"] = child.process.returncode
+            return data
+        tail = child.log_path.read_text(errors="replace").strip().splitlines()[-3:] if child.log_path.exists() else []
+        return {"error": f"{child.party} exited with code {child.process.returncode} without a result",
+                "type": "ProcessDied", "returncode": child.process.returncode, "log_tail": tail}
+
+    def log(self, party: str) -> str:
+        path = self.children[party].log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def close(self) -> None:
+        for party in list(self.children):
+            self.kill(party)
+
+    def __enter__(self) -> "LocalCommittee":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def raise_for(results: dict[str, dict[str, Any]]) -> None:
+    """Raise the first error among child results as a PranaError (for callers that want an exception)."""
+    for party, result in results.items():
+        if "error" in result:
+            if result.get("type") == "PeerTimeout":
+                raise PeerTimeout(f"{party}: {result['error']}", peer=party)
+            raise PranaError(f"{party}: {result['error']}")
+
+
+def _main(job_path: str, result_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    module_name, _, function_name = job["target"].partition(":")
+    result: dict[str, Any]
+    code = 0
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        result = function(**job["kwargs"]) or {}
+    except PranaError as exc:
+        result = {"error": str(exc), "type": type(exc).__name__}
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one sentence
+        result = {"error": f"{type(exc).__name__}: {exc}", "type": "InternalError"}
+        code = 2
+    temporary = Path(result_path + ".tmp")
+    temporary.write_text(json.dumps(result))
+    temporary.replace(result_path)
+    return code
+
+
+if __name__ == "__main__":
+    sys.stdout.flush()
+    os._exit(_main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,458 @@
+"""One party's part in a committee session: handshake, MPC link, input sharing, run, reveal.
+
+A session is one run of one analysis by a committee of 2 parties (SPU CHEETAH) or 3 parties (SPU ABY3).
+Message flow for a program with inputs owned by members A, B (or an outside client C) and an output
+revealed to R:
+
+    step                 who -> whom            what
+    hello                every pair (TLS)       session id, committee, analysis, engine port
+    (SPU link)           every pair (brpc TLS)  opened on the announced engine ports
+    rN:program           every pair             SHA-256 of the compiled program; must agree
+    rN:in:<name>         owner -> each member   that member's share of the input (owner makes shares)
+                         C -> each member       (for client inputs: the client makes the shares)
+    (SPU run)            members                MPC traffic
+    rN:out:<name>        each member -> R       R's copy of that member's output share; R reconstructs
+
+What each party learns: a member learns its own shares (uniformly random), the program, the shapes of
+all inputs, and the outputs that name it as recipient. Nothing else. Threat model: semi-honest parties;
+ABY3 needs an honest majority (no two of three collude), CHEETAH tolerates one corrupted party of two.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from prana.config import Federation
+from prana.engine import wire
+from prana.engine.channel import Arrival, Channel, Listener, connect, split_address
+from prana.engine.native import quiet_native_logs
+from prana.engine.program import SecureProgram
+from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, PranaError, ProtocolError
+
+ENGINE_VERSION = "1"
+CLIENT_PREFIX = "client:"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Upper bounds, in seconds, on every wait. Nothing waits longer than these."""
+
+    connect: float = 30.0
+    step: float = 120.0
+
+
+def protocol_for(committee_size: int) -> str:
+    if committee_size == 2:
+        return "CHEETAH"
+    if committee_size == 3:
+        return "ABY3"
+    raise ConfigError(f"a committee has 2 parties (CHEETAH) or 3 parties (ABY3), not {committee_size}")
+
+
+def runtime_config(committee_size: int, ring_bits: int, fraction_bits: int) -> Any:
+    """SPU runtime configuration. Never SEMI2K: its default beaver provider trusts the first party."""
+    from spu import libspu
+
+    protocol = protocol_for(committee_size)
+    config = libspu.RuntimeConfig()
+    field_name = {32: "FM32", 64: "FM64"}[ring_bits]
+    options = f'{{"protocol":"{protocol}","field":"{field_name}","fxp_fraction_bits":{fraction_bits}}}'
+    if not config.ParseFromJsonString(options):
+        raise ConfigError(f"SPU refused the runtime options {options}")
+    return config
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(12)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _brpc_error(exc: BaseException, step: str, session: str) -> ProtocolError:
+    text = str(exc)
+    if "timeout" in text.lower():
+        return PeerTimeout(f"a committee member stopped answering during step {step!r}", task=session, step=step)
+    if "connect to mesh" in text:
+        return PeerAborted(f"the MPC link could not be opened in step {step!r}: a member is unreachable or "
+                           "refused our certificate", task=session, step=step)
+    first = text.strip().splitlines()[1].strip() if len(text.strip().splitlines()) > 1 else text.strip()
+    return PeerAborted(f"the MPC engine failed in step {step!r}: {first[:300]}", task=session, step=step)
+
+
+@dataclass
+class CommitteeSession:
+    """This party's side of one session. Use as a context manager; `run` a program any number of times.
+
+    `purpose` is what every member must agree on before anything is shared (the analysis name, its
+    version and public parameters). `listener` may be shared by a long-running service; otherwise the
+    session opens its own on this party's federation address. `arrivals` lets a service hand over peers
+    that already said HELLO to it.
+    """
+
+    federation: Federation
+    me: str
+    committee: list[str]
+    session: str
+    purpose: dict[str, Any]
+    ring_bits: int = 64
+    fraction_bits: int = 18
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    listener: Listener | None = None
+    arrivals: dict[str, Arrival] = field(default_factory=dict)
+    on_event: Callable[[str, dict[str, Any]], None] | None = None
+    peers: dict[str, Channel] = field(default_factory=dict, init=False)
+    peer_hellos: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    clients: dict[str, Channel] = field(default_factory=dict, init=False)
+    _own_listener: bool = field(default=False, init=False)
+    _runs: int = field(default=0, init=False)
+    _link: Any = field(default=None, init=False)
+    _runtime: Any = field(default=None, init=False)
+    _io: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.me not in self.committee:
+            raise ConfigError(f"{self.me!r} is not in the committee {self.committee}")
+        if len(set(self.committee)) != len(self.committee):
+            raise ConfigError("a committee lists each party once")
+        for name in self.committee:
+            self.federation.party(name)
+        protocol_for(len(self.committee))
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.session):
+            raise ConfigError("a session id is 1 to 64 letters, digits, - or _")
+
+    @property
+    def rank(self) -> int:
+        return self.committee.index(self.me)
+
+    # -- open and close ---------------------------------------------------------------------------------------
+
+    def _event(self, event: str, **details: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event, details)
+
+    def _hello(self, engine: str) -> dict[str, Any]:
+        return {"session": self.session, "party": self.me, "role": "member", "federation": self.federation.name,
+                "committee": list(self.committee), "purpose": self.purpose, "engine": engine,
+                "ring_bits": self.ring_bits, "fraction_bits": self.fraction_bits, "version": ENGINE_VERSION}
+
+    def _disagreement(self, peer: str, hello: dict[str, Any]) -> str | None:
+        for key, mine in (("federation", self.federation.name), ("committee", list(self.committee)),
+                          ("purpose", self.purpose), ("version", ENGINE_VERSION), ("ring_bits", self.ring_bits),
+                          ("fraction_bits", self.fraction_bits), ("session", self.session)):
+            if hello.get(key) != mine:
+                return f"{peer} and {self.me} disagree on the {key} of session {self.session}"
+        if hello.get("role") != "member":
+            return f"{peer} did not join as a committee member"
+        return None
+
+    def open(self) -> "CommitteeSession":
+        quiet_native_logs()
+        if self.listener is None:
+            self.listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect)
+            self._own_listener = True
+        host = split_address(self.federation.party(self.me).address)[0]
+        engine = f"{host}:{_free_port(host)}"
+        hello = self._hello(engine)
+        try:
+            for peer in self.committee:
+                if peer == self.me:
+                    continue
+                if self.committee.index(peer) < self.rank:
+                    channel, reply = connect(self.federation, self.me, peer, hello, timeout=self.timeouts.connect)
+                    problem = self._disagreement(peer, reply)
+                    if problem:
+                        channel.abort("hello", problem)
+                        channel.close()
+                        raise ProtocolError(problem, peer=peer, task=self.session, step="hello")
+                else:
+                    arrival = self.arrivals.pop(peer, None) or self.listener.wait(
+                        party=peer, session=self.session, timeout=self.timeouts.connect)
+                    problem = self._disagreement(peer, arrival.hello)
+                    if problem:
+                        arrival.refuse(problem)
+                        raise ProtocolError(problem, peer=peer, task=self.session, step="hello")
+                    channel = arrival.accept(hello)
+                    reply = arrival.hello
+                self.peers[peer] = channel
+                self.peer_hellos[peer] = reply
+            self._event("connected", peers=sorted(self.peers))
+            self._open_link(engine)
+        except BaseException:
+            self.close(error="the session could not be opened")
+            raise
+        return self
+
+    def _open_link(self, engine: str) -> None:
+        from spu import api as spu_api
+        from spu import libspu
+
+        desc = libspu.link.Desc()
+        desc.id = self.session
+        for name in self.committee:
+            address = engine if name == self.me else str(self.peer_hellos[name].get("engine", ""))
+            try:
+                split_address(address)
+            except ValueError:
+                raise MalformedMessage(f"{name} announced an invalid engine address", peer=name,
+                                       task=self.session, step="hello") from None
+            desc.add_party(name, address)
+        desc.connect_retry_times = max(1, int(self.timeouts.connect / 0.2))
+        desc.connect_retry_interval_ms = 200
+        desc.recv_timeout_ms = int(self.timeouts.step * 1000)
+        desc.http_timeout_ms = int(self.timeouts.step * 1000)
+        desc.throttle_window_size = 0
+        desc.enable_ssl = True
+        for options in (desc.client_ssl_opts, desc.server_ssl_opts):
+            options.cert.certificate_path = str(self.federation.certificate_path(self.me))
+            options.cert.private_key_path = str(self.federation.private_key_path(self.me))
+            options.verify.ca_file_path = str(self.federation.ca_path)
+            options.verify.verify_depth = 1
+        try:
+            self._link = libspu.link.create_brpc(desc, self.rank)
+        except RuntimeError as exc:
+            raise _brpc_error(exc, "link", self.session) from None
+        config = runtime_config(len(self.committee), self.ring_bits, self.fraction_bits)
+        self._runtime = spu_api.Runtime(self._link, config)
+        self._io = spu_api.Io(len(self.committee), config)
+        self._event("link", engine=engine)
+
+    def close(self, error: str | None = None) -> None:
+        """Close every channel; with `error`, tell every peer why we stop (one sentence, no values)."""
+        for channel in [*self.peers.values(), *self.clients.values()]:
+            if error:
+                channel.abort("close", error)
+            channel.close()
+        self.peers.clear()
+        self.clients.clear()
+        # The SPU link is dropped, not stopped: yacl's stop_link() kills the process when a peer is gone.
+        self._link = None
+        self._runtime = None
+        if self._own_listener and self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def __enter__(self) -> "CommitteeSession":
+        return self.open()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
+        reason = None
+        if exc is not None:
+            reason = str(exc) if isinstance(exc, PranaError) else f"{self.me} stopped ({type(exc).__name__})"
+        self.close(error=reason)
+
+    # -- control messages between members ----------------------------------------------------------------------
+
+    def send(self, peer: str, step: str, message: dict[str, Any]) -> int:
+        return self.peers[peer].send(wire.Frame(wire.Kind.CONTROL, {**message, "session": self.session,
+                                                                    "step": step}))
+
+    def recv(self, peer: str, step: str, timeout: float | None = None) -> dict[str, Any]:
+        frame = self.peers[peer].recv(step=step, timeout=timeout or self.timeouts.step, kinds=(wire.Kind.CONTROL,))
+        return {key: value for key, value in frame.header.items() if key not in ("session", "step")}
+
+    def send_array(self, peer: str, step: str, name: str, array: np.ndarray) -> int:
+        return self.peers[peer].send(wire.array_frame(self.session, step, name, array))
+
+    def recv_array(self, peer: str, step: str, timeout: float | None = None) -> np.ndarray:
+        frame = self.peers[peer].recv(step=step, timeout=timeout or self.timeouts.step, kinds=(wire.Kind.ARRAY,))
+        return wire.frame_array(frame, peer=peer)
+
+    # -- running a program ---------------------------------------------------------------------------------
+
+    def _client_channel(self, name: str) -> Channel:
+        if name not in self.clients:
+            assert self.listener is not None
+            arrival = self.listener.wait(party=name, session=self.session, timeout=self.timeouts.step)
+            if arrival.hello.get("role") != "client" or arrival.hello.get("committee") != list(self.committee):
+                arrival.refuse(f"{name} did not join session {self.session} as an input client of this committee")
+                raise ProtocolError(f"{name} joined with the wrong role or committee", peer=name,
+                                    task=self.session, step="hello")
+            self.clients[name] = arrival.accept(self._hello(""))
+        return self.clients[name]
+
+    def _check_share(self, share: Any, program: SecureProgram, name: str, peer: str, step: str) -> None:
+        meta = wire.share_meta(share)
+        expected = tuple(program.input(name).shape)
+        if tuple(meta.shape.dims) != expected:
+            raise MalformedMessage(f"{peer} sent a share of {name!r} with shape {tuple(meta.shape.dims)}, "
+                                   f"expected {expected}", peer=peer, task=self.session, step=step)
+
+    def run(self, program: SecureProgram, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run `program` with this party's `inputs`; returns the outputs revealed to this party."""
+        from spu import libspu
+
+        if self._runtime is None:
+            raise ProtocolError("the session is not open", task=self.session)
+        if (program.ring_bits, program.fraction_bits) != (self.ring_bits, self.fraction_bits):
+            raise ConfigError(f"program {program.name} needs a {program.ring_bits}-bit ring; this session has "
+                              f"{self.ring_bits}")
+        members = set(self.committee)
+        for owner in program.owners():
+            if owner not in members and not owner.startswith(CLIENT_PREFIX):
+                raise ConfigError(f"input owner {owner!r} of {program.name} is not in the committee")
+        mine = {spec.name for spec in program.inputs if spec.owner == self.me}
+        if set(inputs) != mine:
+            raise ConfigError(f"{self.me} must supply exactly {sorted(mine)} to {program.name}")
+        checked = {name: program.check_input(name, value) for name, value in inputs.items()}
+        self._runs += 1
+        prefix = f"r{self._runs}"
+
+        executable = program.compile()
+        digest = program.digest()
+        for peer in self.peers:
+            self.send(peer, f"{prefix}:program", {"digest": digest, "name": program.name})
+        for peer in self.peers:
+            reply = self.recv(peer, f"{prefix}:program")
+            if reply.get("digest") != digest:
+                raise ProtocolError(f"{peer} compiled a different program than {self.me} for {program.name}",
+                                    peer=peer, task=self.session, step=f"{prefix}:program")
+        self._event("program", name=program.name, digest=digest)
+
+        for spec in program.inputs:
+            step = f"{prefix}:in:{spec.name}"
+            if spec.owner == self.me:
+                shares = self._io.make_shares(checked[spec.name], libspu.Visibility.VIS_SECRET, self.rank)
+                for peer in self.peers:
+                    sent = self.peers[peer].send(wire.share_frame(self.session, step, spec.name,
+                                                                  shares[self.committee.index(peer)]))
+                    self._event("sent", kind="share", name=spec.name, to=peer, bytes=sent,
+                                shape=list(spec.shape))
+                share = shares[self.rank]
+            elif spec.owner in members:
+                frame = self.peers[spec.owner].recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
+                share = wire.frame_share(frame, expected_name=spec.name, peer=spec.owner)
+                self._check_share(share, program, spec.name, spec.owner, step)
+            else:
+                client = spec.owner[len(CLIENT_PREFIX):]
+                channel = self._client_channel(client)
+                frame = channel.recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
+                share = wire.frame_share(frame, expected_name=spec.name, peer=client)
+                self._check_share(share, program, spec.name, client, step)
+            self._runtime.set_var(spec.name, share)
+
+        started = time.perf_counter()
+        try:
+            self._runtime.run(executable)
+        except RuntimeError as exc:
+            raise _brpc_error(exc, f"{prefix}:run", self.session) from None
+        self._event("run", name=program.name, seconds=time.perf_counter() - started)
+
+        revealed: dict[str, np.ndarray] = {}
+        for spec in program.outputs:
+            step = f"{prefix}:out:{spec.name}"
+            share = self._runtime.get_var(spec.name)
+            outgoing: list[tuple[str, Channel]] = []
+            for recipient in spec.recipients:
+                if recipient == self.me:
+                    continue
+                channel = self.peers[recipient] if recipient in members else \
+                    self._client_channel(recipient[len(CLIENT_PREFIX):])
+                outgoing.append((recipient, channel))
+            # Send in the background: two members that both receive a large output would otherwise block
+            # each other in sendall.
+            sender = _Sender(self, outgoing, wire.share_frame(self.session, step, spec.name, share), spec.name)
+            sender.start()
+            if self.me in spec.recipients:
+                shares = []
+                for member in self.committee:
+                    if member == self.me:
+                        shares.append(share)
+                        continue
+                    frame = self.peers[member].recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
+                    shares.append(wire.frame_share(frame, expected_name=spec.name, peer=member))
+                revealed[spec.name] = np.asarray(self._io.reconstruct(shares))
+            sender.finish(self.timeouts.step)
+        for name in [spec.name for spec in program.inputs] + [spec.name for spec in program.outputs]:
+            self._runtime.del_var(name)
+        return revealed
+
+
+class _Sender(threading.Thread):
+    """Sends one frame to several channels in the background; `finish` re-raises a failure."""
+
+    def __init__(self, session: CommitteeSession, outgoing: list[tuple[str, Channel]], frame: wire.Frame,
+                 name: str) -> None:
+        super().__init__(daemon=True)
+        self.session, self.outgoing, self.frame, self.output = session, outgoing, frame, name
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for recipient, channel in self.outgoing:
+                sent = channel.send(self.frame)
+                self.session._event("sent", kind="output share", name=self.output, to=recipient, bytes=sent)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in finish()
+            self.error = exc
+
+    def finish(self, timeout: float) -> None:
+        self.join(timeout)
+        if self.is_alive():
+            raise PeerTimeout(f"sending output {self.output!r} did not finish in time", task=self.session.session,
+                              step=self.frame.step)
+        if self.error is not None:
+            raise self.error
+
+
+def run_input_client(federation: Federation, me: str, committee: list[str], session: str,
+                     program: SecureProgram, inputs: dict[str, np.ndarray], *, timeouts: Timeouts = Timeouts(),
+                     certificate: str | None = None, private_key: str | None = None,
+                     run_index: int = 1) -> dict[str, np.ndarray]:
+    """An outside input client: share its inputs to every member, and collect outputs addressed to it.
+
+    The client never joins the MPC; it only makes shares locally (one per member) and, for outputs
+    addressed to `client:<me>`, receives one share from each member and reconstructs.
+    """
+    from spu import api as spu_api
+    from spu import libspu
+
+    owner = CLIENT_PREFIX + me
+    mine = {spec.name for spec in program.inputs if spec.owner == owner}
+    if set(inputs) != mine:
+        raise ConfigError(f"client {me} must supply exactly {sorted(mine)} to {program.name}")
+    checked = {name: program.check_input(name, value) for name, value in inputs.items()}
+    config = runtime_config(len(committee), program.ring_bits, program.fraction_bits)
+    io = spu_api.Io(len(committee), config)
+    hello = {"session": session, "party": me, "role": "client", "federation": federation.name,
+             "committee": list(committee), "version": ENGINE_VERSION}
+    channels: list[Channel] = []
+    try:
+        for member in committee:
+            channel, _ = connect(federation, me, member, hello, timeout=timeouts.connect,
+                                 certificate=certificate, private_key=private_key)
+            channels.append(channel)
+        prefix = f"r{run_index}"
+        for spec in program.inputs:
+            if spec.owner != owner:
+                continue
+            shares = io.make_shares(checked[spec.name], libspu.Visibility.VIS_SECRET, -1)
+            for index, channel in enumerate(channels):
+                channel.send(wire.share_frame(session, f"{prefix}:in:{spec.name}", spec.name, shares[index]))
+        revealed: dict[str, np.ndarray] = {}
+        for spec in program.outputs:
+            if owner not in spec.recipients:
+                continue
+            step = f"{prefix}:out:{spec.name}"
+            shares = [wire.frame_share(channel.recv(step=step, timeout=timeouts.step, kinds=(wire.Kind.SHARE,)),
+                                       expected_name=spec.name, peer=channel.peer) for channel in channels]
+            revealed[spec.name] = np.asarray(io.reconstruct(shares))
+        return revealed
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def party_log_hint() -> str:
+    return f"engine logs: {os.environ.get('PRANA_LOG_DIR', 'the prana-logs folder in the temp dir')}"
