@@ -107,6 +107,7 @@ def chunk_plan(count: int, bucket_size: int) -> list[int]:
     if count <= 0:
         return []
     largest = max(1, min(1024, MAX_CELLS_PER_RUN // max(1, bucket_size)))
+    largest = 1 << (largest.bit_length() - 1)
     runs = math.ceil(count / largest)
     size = min(largest, 1 << math.ceil(math.log2(math.ceil(count / runs))))
     return [size] * math.ceil(count / size)

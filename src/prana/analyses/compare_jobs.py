@@ -40,6 +40,9 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
         source: str | None = None, timeouts: Timeouts = Timeouts()) -> pd.DataFrame:
     """Ask one batch of claims; returns (and optionally writes) the claims with their answers."""
     loaded = Federation.load(federation)
+    loaded.party(me)
+    if source is not None:
+        loaded.party(source)
     batch = claims if isinstance(claims, Claims) else Claims.load(claims)
     with Verifier(loaded, me, source=source, timeouts=timeouts) as verifier:
         answers = verifier.ask(batch, source_name=str(claims) if not isinstance(claims, Claims) else "claims")

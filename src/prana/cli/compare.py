@@ -12,11 +12,11 @@ from prana.analyses.compare import DEFAULT_ANONYMITY
 from prana.cli.output import answers_table, console, errors
 from prana.engine.session import Timeouts
 
-app = typer.Typer(no_args_is_help=True, help="""The Trust Tester: answer claims such as "income(P) >= 30,000"
-without showing the income to the asker or the question to the source.
-
-The source (e.g. a tax authority) runs `serve` with its table; the verifier (e.g. a bank) runs `ask`
-with a file of claims. `local` runs both roles on this machine in one go, to try it out.""")
+app = typer.Typer(no_args_is_help=True, help=(
+    'The Trust Tester: answer claims such as "income(P) >= 30,000" without showing the income to the asker '
+    "or the question to the source.\n\n"
+    "The source (e.g. a tax authority) runs `serve` with its table; the verifier (e.g. a bank) runs `ask` with "
+    "a file of claims. `local` runs both roles on this machine in one go, to try it out."))
 
 FEDERATION = typer.Option(..., "--federation", "-f", help="The federation file (from `prana federation init`).")
 AS_PARTY = typer.Option(..., "--as", help="The party you are, as named in the federation file.")

@@ -39,15 +39,14 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
-EXIT_HELP = """Exit codes: 0 success, 1 internal error, 2 wrong command line, 3 configuration problem,
-4 bad input, 5 refused by a policy, 6 a peer failed or misbehaved, 7 a peer did not answer in time,
-130 interrupted."""
+EXIT_HELP = ("Exit codes: 0 success, 1 internal error, 2 wrong command line, 3 configuration problem, "
+             "4 bad input, 5 refused by a policy, 6 a peer failed or misbehaved, 7 a peer did not answer in time, "
+             "130 interrupted.")
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help=f"""prana {__version__}: data analysis without readable data.
-
-Organisations compute together on their combined data (secure multi-party computation) while none of them
-sees another's records.\n\n{EXIT_HELP}""")
+                  help=f"prana {__version__}: data analysis without readable data.\n\n"
+                       "Organisations compute together on their combined data (secure multi-party computation) "
+                       f"while none of them sees another's records.\n\n{EXIT_HELP}")
 federation_app = typer.Typer(no_args_is_help=True, help="Create and inspect federations: the parties, their "
                                                         "addresses and their certificates.")
 app.add_typer(federation_app, name="federation")
@@ -151,13 +150,13 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(ExitCode.USAGE)
     except PranaError as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, with where to look
-        errors.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (please report this)", highlight=False)
+        errors.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (please report this)", highlight=False, soft_wrap=True)
         sys.exit(ExitCode.INTERNAL)
 
 
