@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -53,6 +54,7 @@ from prana.analyses.compare import ANSWERS, Claims, Verifier, load_source_table,
 from prana.config import Federation
 from prana.datasets.incomes import incomes
 from prana.engine.local import LocalCommittee, local_federation
+from prana.errors import PranaError
 
 HERE = Path(__file__).resolve().parent
 ANCHORS = HERE / "anchors"
@@ -180,7 +182,8 @@ def run_anchor(single: int, batch: int) -> dict:
     return result
 
 
-def render(prana: dict[int, dict], anchor: dict | None, args: argparse.Namespace, load: dict[int, float]) -> Table:
+def render(prana: dict[int, dict], anchor: dict | None, args: argparse.Namespace, load: dict[int, float],
+           loadavg: tuple[float, float]) -> Table:
     name = "TNO DGK" if anchor else "(skipped)"
     table = Table(title=f"Trust Tester vs {name}: {args.persons:,} persons, 2 processes over mTLS on loopback, "
                         f"{os.cpu_count()} CPUs", title_justify="left")
@@ -216,7 +219,9 @@ def render(prana: dict[int, dict], anchor: dict | None, args: argparse.Namespace
                      + "; source process ready (spawn→listening): "
                      + ", ".join(f"k={k:,} {prana[k]['source_ready_s']:.1f} s" for k in KS)
                      + ".\nAnchor: one process, no network, no lookup, Paillier/DGK-2048, 32-bit; its batch is "
-                       "sequential comparisons. Ratio = anchor time / prana time (×: prana faster).")
+                       "sequential comparisons. Ratio = anchor time / prana time (×: prana faster).\n"
+                     f"1-min load average at start {loadavg[0]:.1f}, at end {loadavg[1]:.1f} "
+                     f"(on {os.cpu_count()} CPUs; anything above ~0.5 at start means other work competed).")
     table.caption_justify = "left"
     return table
 
@@ -232,7 +237,7 @@ def main() -> int:
     if min(args.batch, args.repeats, args.warm) < 1 or args.persons < max(KS):
         parser.error(f"--batch, --repeats and --warm must be >= 1 and --persons >= {max(KS)}")
 
-    begun = time.perf_counter()
+    begun, load_start = time.perf_counter(), os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="prana-bench-"))
     data = incomes(args.persons, seed=7)
     csv = work / "incomes.csv"
@@ -253,8 +258,8 @@ def main() -> int:
                 prana[k] = measure_k(k, csv, maker, args, work, progress)
                 err.print(f"k={k:,}: cold {prana[k]['cold_s']:.2f} s, warm {prana[k]['warm_median_ms']:.1f} ms, "
                           f"batch {prana[k]['batch_per_second']:,.0f} claims/s")
-    except Mismatch as exc:
-        err.print(f"[bold red]{exc}[/]")
+    except (Mismatch, PranaError) as exc:
+        err.print(f"[bold red]{exc}[/]\nparty logs kept in {work}")
         return 1
 
     anchor, anchor_error = None, None
@@ -267,13 +272,15 @@ def main() -> int:
             anchor_error = str(exc)
 
     out = Console() if sys.stdout.isatty() else Console(width=150)  # piped: wide enough to paste
-    out.print(render(prana, anchor, args, load))
+    loadavg = (load_start, os.getloadavg()[0])
+    out.print(render(prana, anchor, args, load, loadavg))
     total = time.perf_counter() - begun
     out.print(f"total run time {total:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "persons": args.persons, "batch": args.batch, "repeats": args.repeats, "warm": args.warm,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "loadavg_start_end": loadavg},
         "source_load_s": {str(k): v for k, v in load.items()}, "prana": {str(k): v for k, v in prana.items()},
         "anchor": anchor, "anchor_error": anchor_error, "total_s": total,
         "targets": {"warm_ms": {str(k): v for k, v in WARM_TARGET_MS.items()}, "batch_speedup": SPEEDUP_TARGET},
@@ -282,6 +289,7 @@ def main() -> int:
     if anchor_error:
         err.print(f"[bold red]anchor failed: {anchor_error}[/]")
         return 1
+    shutil.rmtree(work, ignore_errors=True)  # kept above on failure: it holds the source's log
     return 0
 
 

@@ -28,18 +28,31 @@ def mix_program(committee: list[str], shape: list[int], owners: list[str], recip
 
 def member(federation: str, me: str, committee: list[str], session: str, shape: list[int], owners: list[str],
            recipients: list[str], inputs: dict[str, list], runs: int = 1, connect: float = 20.0,
-           step: float = 30.0, ring_bits: int = 64, die_after_inputs: bool = False) -> dict:
+           step: float = 30.0, ring_bits: int = 64, die_after_inputs: bool = False,
+           die_during_run: float = 0.0, fill: int | None = None) -> dict:
     program = mix_program(committee, shape, owners, recipients, ring_bits)
     mine = {name: np.asarray(value) for name, value in inputs.items()}
+    if fill is not None:
+        mine = {name: np.full(shape, fill) for name in inputs}
+    if die_during_run:
+        import os
+        import threading
+
+        def crash_soon(event: str, details: dict) -> None:
+            if event == "program":   # the inputs are about to be shared and the MPC run to start
+                threading.Timer(die_during_run, lambda: os._exit(9)).start()
+    else:
+        crash_soon = None
     results = []
     with CommitteeSession(Federation.load(federation), me, committee, session, {"analysis": "mix"},
-                          ring_bits=ring_bits, timeouts=Timeouts(connect=connect, step=step)) as party:
+                          ring_bits=ring_bits, timeouts=Timeouts(connect=connect, step=step),
+                          on_event=crash_soon) as party:
         for _ in range(runs):
             if die_after_inputs:
                 import os
                 os._exit(9)
             out = party.run(program, mine)
-            results.append({name: value.tolist() for name, value in out.items()})
+            results.append({name: value.tolist() if fill is None else int(value.size) for name, value in out.items()})
     return {"runs": results}
 
 

@@ -15,6 +15,7 @@ from prana.analyses import compare_jobs
 from prana.analyses.compare import (ANSWERS, RELATIONS, Claims, SourceTable, chunk_plan, hash_ids,
                                     plaintext_answers, program)
 from prana.engine.encoding import INT32_MAX
+from prana.engine.session import Timeouts
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -177,3 +178,69 @@ def test_bad_claims_and_an_unknown_party(tmp_path: Path):
     assert done.returncode == 3
     assert "there is no party 'insurer' in federation 'f' (known: authority, bank)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_source_survives_a_verifier_killed_mid_run_and_serves_the_next(tmp_path: Path):
+    import time
+
+    from prana.engine.local import LocalCommittee, local_federation
+
+    federation = local_federation(tmp_path / "fed", ["authority", "bank"])
+    table = make_table(4000)
+    table.to_csv(tmp_path / "incomes.csv", index=False)
+    big = make_claims(table, 3000)
+    big.to_csv(tmp_path / "big.csv", index=False)
+    small = make_claims(table, 15, seed=9)
+    small.to_csv(tmp_path / "small.csv", index=False)
+    server = subprocess.Popen([sys.executable, "-m", "prana", "compare", "serve", "--federation", str(federation),
+                               "--as", "authority", "--table", str(tmp_path / "incomes.csv"), "--value-column",
+                               "income", "--anonymity", "1000", "--sessions", "2", "--step-timeout", "10"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
+    try:
+        with LocalCommittee(workdir=tmp_path / "doomed") as doomed:
+            doomed.spawn("bank", "prana.analyses.compare_jobs:ask_worker",
+                         {"federation": str(federation), "me": "bank", "claims": str(tmp_path / "big.csv"),
+                          "out": str(tmp_path / "never.csv"), "source": "authority", "connect": 30.0, "step": 10.0})
+            time.sleep(9)          # past the handshake and OT set-up, inside the secure runs
+            doomed.kill("bank")
+        started = time.monotonic()
+        answers = compare_jobs.ask(federation, "bank", tmp_path / "small.csv", out=tmp_path / "small-out.csv")
+        assert time.monotonic() - started < 60
+        out, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0, err
+    assert "session with a verifier failed" in err and "Traceback" not in err
+    assert "served 2 session(s)" in out
+    assert not (tmp_path / "never.csv").exists()
+    expected = ANSWERS[plaintext_answers(table.person_id.tolist(), table.income.to_numpy(), Claims.from_frame(small))]
+    assert list(answers["answer"]) == list(expected)
+
+
+@pytest.mark.slow
+def test_a_source_that_dies_mid_run_fails_the_verifier_cleanly(tmp_path: Path):
+    import time
+
+    from prana.engine.local import LocalCommittee, local_federation
+    from prana.errors import PeerAborted, PeerTimeout
+
+    federation = local_federation(tmp_path / "fed", ["authority", "bank"])
+    table = make_table(4000)
+    table.to_csv(tmp_path / "incomes.csv", index=False)
+    make_claims(table, 3000).to_csv(tmp_path / "big.csv", index=False)
+    with LocalCommittee(workdir=tmp_path / "source") as source:
+        source.spawn("authority", "prana.analyses.compare_jobs:serve_target",
+                     {"federation": str(federation), "me": "authority", "table": str(tmp_path / "incomes.csv"),
+                      "id_column": "person_id", "value_column": "income", "anonymity": 1000, "decimals": 0})
+        killer = __import__("threading").Timer(12, lambda: source.kill("authority"))
+        killer.start()
+        started = time.monotonic()
+        with pytest.raises((PeerAborted, PeerTimeout)) as caught:
+            compare_jobs.ask(federation, "bank", tmp_path / "big.csv", out=tmp_path / "out.csv",
+                             timeouts=Timeouts(30.0, 10.0))
+        killer.cancel()
+    assert time.monotonic() - started < 12 + 10 + 30
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out.csv").exists()

@@ -14,6 +14,9 @@ import pytest
 
 from engine_targets import mix_program
 
+from prana.engine.local import error_for
+from prana.errors import PeerAborted, PeerTimeout
+
 pytestmark = pytest.mark.slow
 
 
@@ -98,6 +101,26 @@ def test_a_killed_peer_fails_the_survivor_within_a_bound(committee, federation_f
     assert results["b"]["returncode"] == 9
     assert results["a"]["type"] == "PeerAborted"
     assert "b closed the connection during step 'r1:program'" in results["a"]["error"]
+
+
+def test_a_peer_killed_during_the_mpc_run_fails_the_survivor_within_the_step_timeout(committee, federation_factory):
+    federation = str(federation_factory(["a", "b"]))
+    shape = [400, 1000]   # a few seconds of MPC work, so the crash lands inside the SPU run
+    common = dict(federation=federation, committee=["a", "b"], session="s7", shape=shape, owners=["a", "b", "a"],
+                  recipients=["a"], connect=20.0, step=8.0)
+    started = time.monotonic()
+    committee.spawn("a", "engine_targets:member", dict(common, me="a", inputs={"x": [], "z": []}, fill=3))
+    committee.spawn("b", "engine_targets:member", dict(common, me="b", inputs={"y": []}, fill=2, die_during_run=1.0))
+    results = committee.wait(90)
+    elapsed = time.monotonic() - started
+    assert results["b"]["returncode"] == 9
+    assert "runs" not in results["a"]
+    assert elapsed < 8.0 + 30.0
+    # SPU's native runtime may take the survivor's process down with it (seen: SIGSEGV); the supervising
+    # process turns either outcome into one sentence, which is what prana's commands and services do.
+    error = error_for("a", results["a"])
+    assert isinstance(error, (PeerAborted, PeerTimeout)), results["a"]
+    assert "Traceback" not in str(error) and "\n" not in str(error)
 
 
 @pytest.mark.parametrize("mode, message", [

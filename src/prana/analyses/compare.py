@@ -42,6 +42,7 @@ ring; comparing two such numbers is exact.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -200,6 +201,29 @@ class SourceTable:
     def smallest_bucket(self) -> int:
         return int(np.min(np.diff(self.starts)))
 
+    ARRAYS = ("position", "tag1", "tag2", "values", "starts", "boundaries")
+
+    def save(self, directory: Path) -> None:
+        """Write the prepared (hashed, bucketed) table, so that session workers start warm."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in self.ARRAYS:
+            np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        (directory / "table.json").write_text(json.dumps({"salt": self.salt.hex(), "anonymity": self.anonymity,
+                                                          "decimals": self.encoding.decimals}))
+
+    @classmethod
+    def load_prepared(cls, directory: Path) -> "SourceTable":
+        meta = json.loads((directory / "table.json").read_text())
+        table = cls.__new__(cls)
+        table.ids = []
+        table.anonymity = int(meta["anonymity"])
+        table.encoding = IntegerEncoding(decimals=int(meta["decimals"]), minimum=0, maximum=INT32_MAX)
+        table.salt = bytes.fromhex(meta["salt"])
+        for name in cls.ARRAYS:
+            setattr(table, name, np.load(directory / f"{name}.npy", allow_pickle=False))
+        table.bucket_size = int(np.max(np.diff(table.starts)))
+        return table
+
     def params(self) -> dict[str, Any]:
         return {"salt": self.salt.hex(), "anonymity": self.anonymity, "exact": self.exact,
                 "buckets": self.buckets, "bucket_size": self.bucket_size, "smallest_bucket": self.smallest_bucket,
@@ -272,7 +296,10 @@ class Claims:
         return cls.from_frame(frame, str(path), **columns)
 
     def frame(self, answers: np.ndarray | None = None) -> pd.DataFrame:
-        data = {"person_id": self.person_ids, "relation": self.relations, "claim": self.amounts}
+        amounts = self.amounts
+        if len(amounts) and np.all(np.mod(amounts, 1) == 0):
+            amounts = amounts.astype(np.int64)
+        data = {"person_id": self.person_ids, "relation": self.relations, "claim": amounts}
         if answers is not None:
             data["answer"] = ANSWERS[answers]
         return pd.DataFrame(data)
@@ -305,7 +332,8 @@ class Source:
         self.federation, self.me, self.table, self.timeouts = federation, me, table, timeouts
         self.on_event = on_event or (lambda event, details: None)
 
-    def serve(self, sessions: int | None = None, *, idle_timeout: float | None = None) -> int:
+    def serve(self, sessions: int | None = None, *, idle_timeout: float | None = None,
+              raise_errors: bool = False) -> int:
         """Answer verifier sessions until `sessions` were served (None: forever). Returns the number served.
 
         A session that fails (a peer dies, sends garbage) is reported through `on_event` and does not stop
@@ -328,9 +356,13 @@ class Source:
                     arrival.refuse(f"{self.me} serves only {ANALYSIS} sessions with committee [{self.me}, verifier]")
                     continue
                 served += 1
+                if sessions is not None and served == sessions:
+                    listener.stop_accepting()   # the next verifier waits for the next server, not for us
                 try:
                     self._session(arrival, peer, listener)
                 except PranaError as exc:
+                    if raise_errors:
+                        raise
                     self.on_event("failed", {"peer": peer, "error": str(exc)})
         finally:
             listener.close()

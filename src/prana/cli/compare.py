@@ -40,7 +40,7 @@ def _event(event: str, details: dict[str, Any]) -> None:
     elif event == "answered":
         console.print(f"  answered {details['claims']:,} claims for {details['peer']}")
     elif event == "failed":
-        errors.print(f"[red]session with {details['peer']} failed:[/] {details['error']}")
+        errors.print(f"[red]session with {details['peer']} failed:[/] {details['error']}", soft_wrap=True)
 
 
 @app.command()

@@ -307,6 +307,14 @@ class Listener:
             except queue.Empty:
                 continue
 
+    def stop_accepting(self) -> None:
+        """Refuse new connections from now on (peers that try get 'connection refused' and may retry)."""
+        self._stop.set()
+        try:
+            self._server.close()
+        except OSError:
+            pass
+
     def close(self) -> None:
         self._stop.set()
         try:

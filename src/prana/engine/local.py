@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prana.errors import PeerTimeout, PranaError
+from prana.errors import PranaError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -126,13 +126,54 @@ class LocalCommittee:
         self.close()
 
 
+def error_for(party: str, result: dict[str, Any]) -> PranaError | None:
+    """The exception a child's result stands for, or None if it succeeded.
+
+    A child that died without a result (SPU's native code may crash, e.g. with SIGSEGV, when a peer vanishes
+    in the middle of an MPC run) becomes a PeerAborted sentence: the supervising process stays alive.
+    """
+    from prana import errors
+
+    if "error" not in result:
+        return None
+    kind = result.get("type")
+    if kind == "ProcessDied":
+        code = result.get("returncode")
+        how = f"signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
+        return errors.PeerAborted(f"{party}'s MPC engine stopped abnormally ({how}); a peer most likely failed in "
+                                  "the middle of the computation, and nothing was written", peer=party)
+    cls = getattr(errors, str(kind), None)
+    message = str(result["error"])
+    if isinstance(cls, type) and issubclass(cls, errors.ProtocolError):
+        return cls(message, peer=party)
+    if isinstance(cls, type) and issubclass(cls, PranaError):
+        return cls(message)
+    return PranaError(f"{party}: {message}")
+
+
 def raise_for(results: dict[str, dict[str, Any]]) -> None:
-    """Raise the first error among child results as a PranaError (for callers that want an exception)."""
+    """Raise the first error among child results (in the given order) as the matching PranaError."""
     for party, result in results.items():
-        if "error" in result:
-            if result.get("type") == "PeerTimeout":
-                raise PeerTimeout(f"{party}: {result['error']}", peer=party)
-            raise PranaError(f"{party}: {result['error']}")
+        error = error_for(party, result)
+        if error is not None:
+            raise error
+
+
+def run_isolated(target: str, kwargs: dict[str, Any], *, party: str, timeout: float,
+                 workdir: Path | None = None) -> dict[str, Any]:
+    """Run `target(**kwargs)` in a child process and return its result; its failure becomes our exception.
+
+    The SPU runtime runs native code that can take its whole process down when a peer dies mid-run. Running
+    each session in a child keeps the caller (a CLI command, a long-running server) alive and lets it report
+    one clear sentence.
+    """
+    with LocalCommittee(workdir=workdir or Path(tempfile.mkdtemp(prefix="prana-job-"))) as committee:
+        committee.spawn(party, target, kwargs)
+        result = committee.wait(timeout)[party]
+    error = error_for(party, result)
+    if error is not None:
+        raise error
+    return result
 
 
 def _main(job_path: str, result_path: str) -> int:

@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -283,6 +282,10 @@ class CommitteeSession:
             self.clients[name] = arrival.accept(self._hello(""))
         return self.clients[name]
 
+    def _recv_output(self, member: str, step: str, name: str) -> Any:
+        frame = self.peers[member].recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
+        return wire.frame_share(frame, expected_name=name, peer=member)
+
     def _check_share(self, share: Any, program: SecureProgram, name: str, peer: str, step: str) -> None:
         meta = wire.share_meta(share)
         expected = tuple(program.input(name).shape)
@@ -354,56 +357,32 @@ class CommitteeSession:
         for spec in program.outputs:
             step = f"{prefix}:out:{spec.name}"
             share = self._runtime.get_var(spec.name)
-            outgoing: list[tuple[str, Channel]] = []
-            for recipient in spec.recipients:
-                if recipient == self.me:
+            frame = wire.share_frame(self.session, step, spec.name, share)
+            receiving = self.me in spec.recipients
+            shares: dict[str, Any] = {self.me: share}
+            # Pairwise order (lower rank sends first) so that no two members block each other in sendall,
+            # and no socket is ever read and written by two threads at once.
+            for member in self.committee:
+                if member == self.me:
                     continue
-                channel = self.peers[recipient] if recipient in members else \
-                    self._client_channel(recipient[len(CLIENT_PREFIX):])
-                outgoing.append((recipient, channel))
-            # Send in the background: two members that both receive a large output would otherwise block
-            # each other in sendall.
-            sender = _Sender(self, outgoing, wire.share_frame(self.session, step, spec.name, share), spec.name)
-            sender.start()
-            if self.me in spec.recipients:
-                shares = []
-                for member in self.committee:
-                    if member == self.me:
-                        shares.append(share)
-                        continue
-                    frame = self.peers[member].recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
-                    shares.append(wire.frame_share(frame, expected_name=spec.name, peer=member))
-                revealed[spec.name] = np.asarray(self._io.reconstruct(shares))
-            sender.finish(self.timeouts.step)
+                sends = member in spec.recipients
+                receives_first = receiving and self.committee.index(member) < self.rank
+                if receives_first:
+                    shares[member] = self._recv_output(member, step, spec.name)
+                if sends:
+                    sent = self.peers[member].send(frame)
+                    self._event("sent", kind="output share", name=spec.name, to=member, bytes=sent)
+                if receiving and not receives_first:
+                    shares[member] = self._recv_output(member, step, spec.name)
+            for recipient in spec.recipients:
+                if recipient.startswith(CLIENT_PREFIX):
+                    sent = self._client_channel(recipient[len(CLIENT_PREFIX):]).send(frame)
+                    self._event("sent", kind="output share", name=spec.name, to=recipient, bytes=sent)
+            if receiving:
+                revealed[spec.name] = np.asarray(self._io.reconstruct([shares[m] for m in self.committee]))
         for name in [spec.name for spec in program.inputs] + [spec.name for spec in program.outputs]:
             self._runtime.del_var(name)
         return revealed
-
-
-class _Sender(threading.Thread):
-    """Sends one frame to several channels in the background; `finish` re-raises a failure."""
-
-    def __init__(self, session: CommitteeSession, outgoing: list[tuple[str, Channel]], frame: wire.Frame,
-                 name: str) -> None:
-        super().__init__(daemon=True)
-        self.session, self.outgoing, self.frame, self.output = session, outgoing, frame, name
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            for recipient, channel in self.outgoing:
-                sent = channel.send(self.frame)
-                self.session._event("sent", kind="output share", name=self.output, to=recipient, bytes=sent)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller in finish()
-            self.error = exc
-
-    def finish(self, timeout: float) -> None:
-        self.join(timeout)
-        if self.is_alive():
-            raise PeerTimeout(f"sending output {self.output!r} did not finish in time", task=self.session.session,
-                              step=self.frame.step)
-        if self.error is not None:
-            raise self.error
 
 
 def run_input_client(federation: Federation, me: str, committee: list[str], session: str,
