@@ -75,16 +75,33 @@ TAG_MASK = 0x7FFFFFFF
 
 def secure_answers(tag1, tag2, values, probe1, probe2, claims, relation):
     """The secure program (plain jax.numpy). Shapes: tag1/tag2/values [Q, S]; probes, claims [Q];
-    relation [Q, 3] one-hot over (>=, <=, =). Returns [Q] int32: 0 unknown, 1 no, 2 yes."""
-    match = tag1 == probe1[:, None]
-    value = jnp.sum(jnp.where(match, values, 0), axis=1)
-    second = jnp.sum(jnp.where(match, tag2, 0), axis=1)
-    found = jnp.any(match, axis=1) & (second == probe2)
-    greater_or_equal = (value >= claims).astype(jnp.int32)
-    less_or_equal = (value <= claims).astype(jnp.int32)
+    relation [Q, 3] one-hot over (>=, <=, =). Returns [Q] int32: 0 unknown, 1 no, 2 yes.
+
+    Each MPC comparison costs a round trip, so independent comparisons are stacked into one vectorised
+    comparison: x == y is computed as (x >= y) and (y >= x) together with value >= claim and claim >= value.
+    With one row per bucket (k = 1) the whole program is a single comparison batch.
+    """
+    if tag1.shape[1] == 1:
+        value, second, found_first = values[:, 0], tag2[:, 0], None
+        left = jnp.stack([tag1[:, 0], probe1, second, probe2, value, claims])
+        right = jnp.stack([probe1, tag1[:, 0], probe2, second, claims, value])
+    else:
+        match = tag1 == probe1[:, None]
+        value = jnp.sum(jnp.where(match, values, 0), axis=1)
+        second = jnp.sum(jnp.where(match, tag2, 0), axis=1)
+        found_first = jnp.any(match, axis=1)
+        left = jnp.stack([second, probe2, value, claims])
+        right = jnp.stack([probe2, second, claims, value])
+    at_least = (left >= right).astype(jnp.int32)
+    if found_first is None:
+        found = at_least[0] * at_least[1] * at_least[2] * at_least[3]
+        greater_or_equal, less_or_equal = at_least[4], at_least[5]
+    else:
+        found = found_first.astype(jnp.int32) * at_least[0] * at_least[1]
+        greater_or_equal, less_or_equal = at_least[2], at_least[3]
     holds = relation[:, 0] * greater_or_equal + relation[:, 1] * less_or_equal \
         + relation[:, 2] * greater_or_equal * less_or_equal
-    return jnp.where(found, 1 + holds, 0).astype(jnp.int32)
+    return (found * (1 + holds)).astype(jnp.int32)
 
 
 @lru_cache(maxsize=32)
@@ -104,14 +121,13 @@ def program(claims: int, bucket_size: int, source: str, verifier: str) -> Secure
 
 
 def chunk_plan(count: int, bucket_size: int) -> list[int]:
-    """Split `count` claims into runs of equal, power-of-two size (both sides derive the same plan)."""
+    """Split `count` claims into as few equal runs as fit (both sides derive the same plan; padding < runs)."""
     if count <= 0:
         return []
     largest = max(1, min(1024, MAX_CELLS_PER_RUN // max(1, bucket_size)))
-    largest = 1 << (largest.bit_length() - 1)
     runs = math.ceil(count / largest)
-    size = min(largest, 1 << math.ceil(math.log2(math.ceil(count / runs))))
-    return [size] * math.ceil(count / size)
+    size = math.ceil(count / runs)
+    return [size] * runs
 
 
 # -- hashing ------------------------------------------------------------------------------------------------

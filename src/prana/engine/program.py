@@ -140,4 +140,7 @@ class SecureProgram:
 
     def digest(self) -> str:
         """SHA-256 of the compiled program: committee members check that they run the same thing."""
-        return hashlib.sha256(self.compile().code).hexdigest()
+        executable = self.compile()
+        if getattr(self, "_digest", None) is None:
+            self._digest = hashlib.sha256(executable.code).hexdigest()
+        return self._digest

@@ -117,6 +117,7 @@ class CommitteeSession:
     clients: dict[str, Channel] = field(default_factory=dict, init=False)
     _own_listener: bool = field(default=False, init=False)
     _runs: int = field(default=0, init=False)
+    _agreed: set[str] = field(default_factory=set, init=False)
     _link: Any = field(default=None, init=False)
     _runtime: Any = field(default=None, init=False)
     _io: Any = field(default=None, init=False)
@@ -315,13 +316,15 @@ class CommitteeSession:
 
         executable = program.compile()
         digest = program.digest()
-        for peer in self.peers:
-            self.send(peer, f"{prefix}:program", {"digest": digest, "name": program.name})
-        for peer in self.peers:
-            reply = self.recv(peer, f"{prefix}:program")
-            if reply.get("digest") != digest:
-                raise ProtocolError(f"{peer} compiled a different program than {self.me} for {program.name}",
-                                    peer=peer, task=self.session, step=f"{prefix}:program")
+        if digest not in self._agreed:   # once per program and session: both sides run the same sequence
+            for peer in self.peers:
+                self.send(peer, f"{prefix}:program", {"digest": digest, "name": program.name})
+            for peer in self.peers:
+                reply = self.recv(peer, f"{prefix}:program")
+                if reply.get("digest") != digest:
+                    raise ProtocolError(f"{peer} compiled a different program than {self.me} for {program.name}",
+                                        peer=peer, task=self.session, step=f"{prefix}:program")
+            self._agreed.add(digest)
         self._event("program", name=program.name, digest=digest)
 
         for spec in program.inputs:
