@@ -1,0 +1,161 @@
+"""A station's configuration: its datasets with their declared schemas, and its policy.
+
+`station.toml`:
+
+    party = "authority"                       # this station's party in the federation
+    federation = "fed/federation.toml"
+    hub = "https://127.0.0.1:8443"
+    state_dir = "state"                       # audit log, approvals, work files
+    policy = "policy.toml"
+
+    [datasets.incomes]
+    path = "incomes.csv"                      # a CSV or Parquet file ...
+    # url = "sqlite:///tax.db"                # ... or a SQL query over an SQLAlchemy URL
+    # query = "SELECT person_id, income FROM incomes"
+
+    [datasets.incomes.columns.person_id]
+    type = "id"
+    [datasets.incomes.columns.income]
+    type = "integer"
+    min = 0
+    max = 2147483647
+
+`policy.toml`, one table per dataset (a dataset without a rule allows nothing):
+
+    [incomes]
+    analyses = ["compare"]
+    requesters = ["bank"]
+    recipients = ["bank"]
+    min_group_size = 1000
+    approval = "manual"                       # or "auto"
+
+Relative paths are relative to the file that names them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from prana.errors import ConfigError
+
+
+class ColumnSpec(BaseModel):
+    """One declared column: its type and, for numbers, the allowed range; for categories, the values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["id", "integer", "float", "category", "string"]
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    nullable: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ColumnSpec":
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
+            raise ValueError("min and max apply only to integer and float columns")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        if self.type == "category" and not self.values:
+            raise ValueError("a category column lists its allowed values")
+        return self
+
+
+class DatasetSpec(BaseModel):
+    """A registered dataset: a file, or a query over an SQLAlchemy URL, with its declared schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    url: str | None = None
+    query: str | None = None
+    columns: dict[str, ColumnSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DatasetSpec":
+        if (self.path is None) == (self.url is None):
+            raise ValueError("a dataset has either a path or a url with a query")
+        if self.url is not None and not self.query:
+            raise ValueError("a SQL dataset needs a query")
+        return self
+
+
+class PolicyRule(BaseModel):
+    """What one dataset may be used for, by whom, and for whom."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analyses: list[str] = Field(default_factory=list)
+    requesters: list[str] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)
+    min_group_size: int = Field(default=10, ge=1)
+    approval: Literal["auto", "manual"] = "manual"
+
+
+class StationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    party: str
+    federation: str
+    hub: str | None = None
+    state_dir: str = "state"
+    policy: str | None = None
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    root: Path = Field(default=Path("."), exclude=True)
+    rules: dict[str, PolicyRule] = Field(default_factory=dict, exclude=True)
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def state_path(self) -> Path:
+        return self.resolve(self.state_dir)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise ConfigError(f"station {self.party!r} has no dataset {name!r} (registered: {known})")
+        return self.datasets[name]
+
+    @classmethod
+    def load(cls, path: Path | str) -> "StationConfig":
+        path = Path(path)
+        data = _read_toml(path, "station configuration")
+        try:
+            config = cls.model_validate({**data, "root": path.resolve().parent})
+        except ValidationError as exc:
+            raise ConfigError(_first_error(path, exc)) from None
+        if config.policy:
+            policy_path = config.resolve(config.policy)
+            raw = _read_toml(policy_path, "policy file")
+            try:
+                config.rules = {name: PolicyRule.model_validate(rule) for name, rule in raw.items()}
+            except ValidationError as exc:
+                raise ConfigError(_first_error(policy_path, exc)) from None
+            unknown = sorted(set(config.rules) - set(config.datasets))
+            if unknown:
+                raise ConfigError(f"policy file {policy_path} has a rule for {unknown[0]!r}, which is not a "
+                                  "registered dataset")
+        return config
+
+
+def _read_toml(path: Path, what: str) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def _first_error(path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    return f"{path}: {where}: {first['msg']}"
