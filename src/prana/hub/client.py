@@ -1,0 +1,118 @@
+"""`prana.Client`: the analyst's (and the station's) way to talk to the hub, over mutual TLS.
+
+    client = Client("https://hub.example.org:61010", federation="fed/federation.toml", me="bank")
+    task = client.submit("compare", stations={"authority": "incomes"}, recipients=["bank"])
+    client.status(task["id"])["state"]           # submitted, awaiting-approval, running, done, failed, refused
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from prana.config import Federation
+from prana.errors import ConfigError, PeerTimeout, PolicyViolation, PranaError, ProtocolError
+
+TERMINAL = ("done", "failed", "refused")
+
+
+class Client:
+    def __init__(self, hub: str, *, federation: str | Path | Federation, me: str,
+                 certificate: str | Path | None = None, private_key: str | Path | None = None,
+                 timeout: float = 30.0) -> None:
+        loaded = federation if isinstance(federation, Federation) else Federation.load(federation)
+        if certificate is None:
+            certificate, private_key = loaded.certificate_path(me), loaded.private_key_path(me)
+        if not Path(certificate).is_file() or not Path(str(private_key)).is_file():
+            raise ConfigError(f"the certificate or key of {me!r} is missing")
+        self.hub, self.me = hub.rstrip("/"), me
+        context = ssl.create_default_context(cafile=str(loaded.ca_path))
+        try:
+            context.load_cert_chain(str(certificate), str(private_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the certificate of {me!r}: {exc}") from None
+        self._http = httpx.Client(base_url=self.hub, verify=context, timeout=timeout, trust_env=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise PeerTimeout(f"the hub at {self.hub} did not answer in time", peer="hub") from None
+        except httpx.HTTPError as exc:
+            raise ProtocolError(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:200]
+            if isinstance(detail, list):
+                detail = "; ".join(f"{'.'.join(map(str, item.get('loc', [])))}: {item.get('msg')}" for item in detail)
+            raise ProtocolError(f"the hub refused the request: {detail}", peer="hub")
+        return response.json()
+
+    # -- analysts ---------------------------------------------------------------------------------------------
+
+    def submit(self, analysis: str, *, stations: dict[str, str], recipients: list[str],
+               parameters: dict[str, Any] | None = None, timeout: float = 600.0) -> dict[str, Any]:
+        return self._call("POST", "/tasks", json={"analysis": analysis, "stations": stations,
+                                                  "recipients": recipients, "parameters": parameters or {},
+                                                  "timeout": timeout})
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/tasks/{task_id}")
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/tasks")
+
+    def wait(self, task_id: str, *, until: tuple[str, ...] = TERMINAL, timeout: float = 600.0,
+             on_update: Callable[[dict[str, Any]], None] | None = None, every: float = 0.3) -> dict[str, Any]:
+        """Poll until the task reaches one of `until`; refusals and failures raise with the hub's reason."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.status(task_id)
+            if on_update is not None:
+                on_update(task)
+            if task["state"] in until or task["state"] in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                raise PeerTimeout(f"task {task_id} is still {task['state']} after {timeout:g} s", task=task_id)
+            time.sleep(every)
+        if task["state"] == "refused":
+            raise PolicyViolation(f"task {task_id} was refused by {task['reason']}")
+        if task["state"] == "failed":
+            raise PranaError(f"task {task_id} failed: {task['reason']}")
+        return task
+
+    # -- stations ---------------------------------------------------------------------------------------------
+
+    def poll(self, wait: float = 20.0) -> list[dict[str, Any]]:
+        return self._call("GET", "/station/tasks", params={"wait": wait}, timeout=wait + 15)
+
+    def report(self, task_id: str, state: str, *, reason: str = "", progress: dict[str, Any] | None = None,
+               endpoint: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": state, "reason": reason}
+        if progress is not None:
+            body["progress"] = progress
+        if endpoint is not None:
+            body["endpoint"] = endpoint
+        return self._call("POST", f"/tasks/{task_id}/report", json=body)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "unknown ca" in text.lower():
+        return "the hub's certificate and ours are not from the same federation CA"
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,174 @@
+"""The hub's state: tasks and each named station's part in them, kept through SQLAlchemy.
+
+SQLite (a file in the hub's state folder) is the embedded default; a PostgreSQL URL works through the same
+code. Every change is committed before the API answers, so a hub restart loses no task.
+
+The hub stores what analysts ask and what stations report: names, parameters, states, reasons and
+progress. It never stores data, shares, keys or results in the clear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import Float, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+TERMINAL = ("done", "failed", "refused")
+STATION_STATES = ("submitted", "received", "awaiting-approval", "approved", "running", "done", "failed", "refused")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def now() -> float:
+    return dt.datetime.now(dt.timezone.utc).timestamp()
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    analysis: Mapped[str] = mapped_column(String(64))
+    requester: Mapped[str] = mapped_column(String(128))
+    parameters: Mapped[str] = mapped_column(Text, default="{}")
+    recipients: Mapped[str] = mapped_column(Text, default="[]")
+    state: Mapped[str] = mapped_column(String(32), default="submitted")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[float] = mapped_column(Float, default=now)
+    updated: Mapped[float] = mapped_column(Float, default=now)
+    deadline: Mapped[float] = mapped_column(Float)
+    parts: Mapped[list["TaskStation"]] = relationship(back_populates="task", cascade="all, delete-orphan",
+                                                       order_by="TaskStation.station")
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "analysis": self.analysis, "requester": self.requester,
+                "parameters": json.loads(self.parameters), "recipients": json.loads(self.recipients),
+                "state": self.state, "reason": self.reason, "created": self.created, "updated": self.updated,
+                "deadline": self.deadline, "stations": {part.station: part.view() for part in self.parts}}
+
+
+class TaskStation(Base):
+    __tablename__ = "task_stations"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    station: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32), default="submitted")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[str] = mapped_column(Text, default="{}")
+    endpoint: Mapped[str] = mapped_column(String(256), default="")
+    updated: Mapped[float] = mapped_column(Float, default=now)
+    task: Mapped[Task] = relationship(back_populates="parts")
+
+    def view(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "state": self.state, "reason": self.reason,
+                "progress": json.loads(self.progress), "endpoint": self.endpoint, "updated": self.updated}
+
+
+def overall_state(parts: list[TaskStation]) -> tuple[str, str]:
+    """A task's state from its stations' states, with the reason of the first station that decides it."""
+    for state in ("refused", "failed"):
+        for part in parts:
+            if part.state == state:
+                return state, f"{part.station}: {part.reason}" if part.reason else part.station
+    for state in ("awaiting-approval", "running", "approved", "received"):
+        if any(part.state == state for part in parts):
+            return {"received": "submitted", "approved": "running"}.get(state, state), ""
+    if parts and all(part.state == "done" for part in parts):
+        return "done", ""
+    return "submitted", ""
+
+
+class Store:
+    """Thin transactional access to the hub database."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(connection: Any, _: Any) -> None:
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA busy_timeout=5000")
+                cursor.close()
+        Base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def create(self, *, analysis: str, requester: str, parameters: dict[str, Any], stations: dict[str, str],
+               recipients: list[str], timeout: float) -> dict[str, Any]:
+        with self.session() as db, db.begin():
+            task = Task(id=secrets.token_hex(8), analysis=analysis, requester=requester,
+                        parameters=json.dumps(parameters), recipients=json.dumps(recipients),
+                        deadline=now() + timeout)
+            task.parts = [TaskStation(station=name, dataset=dataset) for name, dataset in sorted(stations.items())]
+            db.add(task)
+            db.flush()
+            return task.view()
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        with self.session() as db:
+            task = db.get(Task, task_id)
+            return task.view() if task else None
+
+    def for_requester(self, requester: str, limit: int = 50) -> list[dict[str, Any]]:
+        with self.session() as db:
+            rows = db.scalars(select(Task).where(Task.requester == requester).order_by(Task.created.desc())
+                              .limit(limit)).all()
+            return [row.view() for row in rows]
+
+    def claim_new(self, station: str) -> list[dict[str, Any]]:
+        """Tasks newly addressed to `station`; each is handed out once (marked received)."""
+        with self.session() as db, db.begin():
+            parts = db.scalars(select(TaskStation).where(TaskStation.station == station,
+                                                         TaskStation.state == "submitted")).all()
+            out = []
+            for part in parts:
+                if part.task.state in TERMINAL:
+                    continue
+                part.state, part.updated = "received", now()
+                self._refresh(part.task)
+                out.append({**part.task.view(), "dataset": part.dataset})
+            return out
+
+    def report(self, task_id: str, station: str, *, state: str, reason: str = "",
+               progress: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any] | None:
+        with self.session() as db, db.begin():
+            part = db.get(TaskStation, (task_id, station))
+            if part is None:
+                return None
+            if part.task.state not in TERMINAL:
+                part.state, part.reason, part.updated = state, reason[:1000], now()
+                if progress is not None:
+                    part.progress = json.dumps(progress)
+                if endpoint is not None:
+                    part.endpoint = endpoint
+                self._refresh(part.task)
+            return part.task.view()
+
+    def expire(self) -> list[str]:
+        """Fail every unfinished task past its deadline; the reason names the stations that did not finish."""
+        failed = []
+        with self.session() as db, db.begin():
+            for task in db.scalars(select(Task).where(Task.state.not_in(TERMINAL), Task.deadline < now())).all():
+                late = [part.station for part in task.parts if part.state not in TERMINAL]
+                for part in task.parts:
+                    if part.state not in TERMINAL:
+                        part.state, part.reason = "failed", "did not finish before the task's deadline"
+                task.state = "failed"
+                task.reason = f"station {', '.join(late)} did not answer in time" if late else "timed out"
+                task.updated = now()
+                failed.append(task.id)
+        return failed
+
+    @staticmethod
+    def _refresh(task: Task) -> None:
+        task.state, task.reason = overall_state(task.parts)
+        task.updated = now()

@@ -1,0 +1,96 @@
+"""The hub over mutual TLS: identity from certificates, task states, long poll, deadlines, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from prana.config import Federation
+from prana.engine.local import local_federation
+from prana.errors import PolicyViolation, PranaError, ProtocolError
+from prana.hub.client import Client
+from prana.hub.server import hub_config
+from prana.pki import KeyPair, issue_certificate
+
+
+@pytest.fixture
+def hub(tmp_path: Path):
+    federation = Federation.load(local_federation(tmp_path / "fed", ["hub", "authority", "bank"]))
+    server = uvicorn.Server(hub_config(federation, "hub", database=None, state_dir=tmp_path / "hub",
+                                       expire_every=0.2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield federation, "https://" + federation.party("hub").address
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_task_moves_through_its_states_and_only_its_parties_see_it(hub, tmp_path: Path):
+    federation, url = hub
+    ca = KeyPair(federation.ca_path, federation.root / "ca-key.pem")
+    carol = issue_certificate(ca, tmp_path / "users", "carol", [], client_only=True)
+    with Client(url, federation=federation, me="bank") as bank, \
+            Client(url, federation=federation, me="authority") as authority, \
+            Client(url, federation=federation, me="carol", certificate=carol.certificate,
+                   private_key=carol.private_key) as outsider:
+        task = bank.submit("compare", stations={"authority": "incomes"}, recipients=["bank"],
+                           parameters={"anonymity": 10})
+        assert task["state"] == "submitted" and task["requester"] == "bank"
+        polled = authority.poll(wait=5)
+        assert [item["id"] for item in polled] == [task["id"]] and polled[0]["dataset"] == "incomes"
+        assert authority.poll(wait=0.5) == []                       # handed out once
+        authority.report(task["id"], "awaiting-approval")
+        assert bank.status(task["id"])["state"] == "awaiting-approval"
+        authority.report(task["id"], "running", progress={"step": "secure run", "done": 1, "total": 2})
+        status = bank.status(task["id"])
+        assert status["state"] == "running" and status["stations"]["authority"]["progress"]["done"] == 1
+        authority.report(task["id"], "done")
+        assert bank.wait(task["id"], timeout=5)["state"] == "done"
+        with pytest.raises(ProtocolError, match="there is no task"):
+            outsider.status(task["id"])
+        with pytest.raises(ProtocolError, match="not a station of this federation"):
+            outsider.poll(wait=0)
+        assert [item["id"] for item in bank.tasks()] == [task["id"]]
+
+
+def test_refusal_reason_reaches_the_analyst_and_a_silent_station_fails_the_task(hub):
+    federation, url = hub
+    with Client(url, federation=federation, me="bank") as bank, \
+            Client(url, federation=federation, me="authority") as authority:
+        task = bank.submit("compare", stations={"authority": "incomes"}, recipients=["bank"])
+        authority.report(task["id"], "refused", reason="station 'authority' does not allow requester 'bank'")
+        with pytest.raises(PolicyViolation, match="refused by authority: station 'authority' does not allow"):
+            bank.wait(task["id"], timeout=5)
+        late = bank.submit("compare", stations={"authority": "incomes"}, recipients=["bank"], timeout=0.5)
+        with pytest.raises(PranaError, match="failed: station authority did not answer in time"):
+            bank.wait(late["id"], timeout=10)
+
+
+def test_a_foreign_certificate_is_refused(hub, tmp_path: Path):
+    federation, url = hub
+    other = Federation.load(local_federation(tmp_path / "other", ["bank", "x"]))
+    with pytest.raises(ProtocolError, match="cannot reach the hub"):
+        Client(url, federation=federation, me="bank", certificate=other.certificate_path("bank"),
+               private_key=other.private_key_path("bank")).tasks()
+
+
+def test_a_hundred_concurrent_status_polls(hub):
+    federation, url = hub
+    with Client(url, federation=federation, me="bank") as bank:
+        task = bank.submit("compare", stations={"authority": "incomes"}, recipients=["bank"])
+
+    def poll(_: int) -> str:
+        with Client(url, federation=federation, me="bank") as client:
+            return client.status(task["id"])["state"]
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        states = list(pool.map(poll, range(100)))
+    assert states == ["submitted"] * 100
