@@ -66,6 +66,7 @@ class Federation(BaseModel):
     ca_certificate: str
     parties: dict[str, Party]
     root: Path = Field(default=Path("."), exclude=True)
+    file: Path | None = Field(default=None, exclude=True)
 
     @field_validator("parties")
     @classmethod
@@ -121,7 +122,7 @@ class Federation(BaseModel):
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"federation file {path} is not valid TOML: {exc}") from None
         try:
-            federation = cls.model_validate({**data, "root": path.resolve().parent})
+            federation = cls.model_validate({**data, "root": path.resolve().parent, "file": path.resolve()})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])

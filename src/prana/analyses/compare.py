@@ -349,19 +349,21 @@ class Source:
         self.on_event = on_event or (lambda event, details: None)
 
     def serve(self, sessions: int | None = None, *, idle_timeout: float | None = None,
-              raise_errors: bool = False) -> int:
+              raise_errors: bool = False, address: str | None = None, session: str | None = None) -> int:
         """Answer verifier sessions until `sessions` were served (None: forever). Returns the number served.
 
         A session that fails (a peer dies, sends garbage) is reported through `on_event` and does not stop
         the server. `idle_timeout` stops the server when no verifier arrives for that long.
         """
         served = 0
-        listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect)
-        self.on_event("listening", {"address": self.federation.party(self.me).address, **self.table.params()})
+        listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect, address=address)
+        self.on_event("listening", {"address": address or self.federation.party(self.me).address,
+                                    **self.table.params()})
         try:
             while sessions is None or served < sessions:
                 try:
-                    arrival = listener.wait(timeout=idle_timeout if idle_timeout is not None else 3600.0)
+                    arrival = listener.wait(session=session,
+                                            timeout=idle_timeout if idle_timeout is not None else 3600.0)
                 except ProtocolError:
                     if idle_timeout is not None:
                         break
@@ -388,7 +390,9 @@ class Source:
         session_id = str(arrival.hello["session"])
         with CommitteeSession(self.federation, self.me, [self.me, peer], session_id,
                               {"analysis": ANALYSIS, "version": VERSION}, ring_bits=32, timeouts=self.timeouts,
-                              listener=listener, arrivals={peer: arrival}) as session:
+                              listener=listener, arrivals={peer: arrival},
+                              on_event=lambda event, details: self.on_event(event, {**details, "peer": peer})
+                              ) as session:
             session.send(peer, "params", self.table.params())
             if not self.table.exact:
                 session.send_array(peer, "boundaries", "boundaries", self.table.boundaries)
@@ -437,7 +441,8 @@ class Verifier:
     """
 
     def __init__(self, federation: Federation, me: str, *, source: str | None = None,
-                 timeouts: Timeouts = Timeouts()) -> None:
+                 timeouts: Timeouts = Timeouts(), source_address: str | None = None,
+                 session: str | None = None) -> None:
         federation.party(me)
         if source is None:
             others = [name for name in federation.parties if name != me]
@@ -448,15 +453,17 @@ class Verifier:
         if source == me:
             raise ConfigError("the verifier and the source must be different parties")
         self.federation, self.me, self.source, self.timeouts = federation, me, source, timeouts
+        self.source_address, self.session_id = source_address, session or new_session_id()
         self.session: CommitteeSession | None = None
         self.params: dict[str, Any] = {}
         self.boundaries = np.zeros(0, np.uint64)
         self._batches = 0
 
     def __enter__(self) -> "Verifier":
-        self.session = CommitteeSession(self.federation, self.me, [self.source, self.me], new_session_id(),
+        addresses = {self.source: self.source_address} if self.source_address else {}
+        self.session = CommitteeSession(self.federation, self.me, [self.source, self.me], self.session_id,
                                         {"analysis": ANALYSIS, "version": VERSION}, ring_bits=32,
-                                        timeouts=self.timeouts).open()
+                                        timeouts=self.timeouts, addresses=addresses).open()
         try:
             self.params = self.session.recv(self.source, "params")
             self._check_params()

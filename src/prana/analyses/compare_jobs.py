@@ -69,18 +69,19 @@ def serve(federation: str | Path, me: str, table: str | Path, *, id_column: str 
 
 
 def serve_worker(federation: str, me: str, prepared: str, connect: float, step: float,
-                 idle_timeout: float | None) -> dict[str, Any]:
+                 idle_timeout: float | None, address: str | None = None, session: str | None = None) -> dict[str, Any]:
     """One session of the source, in its own process (see the module docstring)."""
     table = SourceTable.load_prepared(Path(prepared))
     recorded: list[dict[str, Any]] = []
     source = Source(Federation.load(federation), me, table, timeouts=Timeouts(connect, step),
                     on_event=lambda event, details: recorded.append({"event": event, "details": details}))
-    served = source.serve(1, idle_timeout=idle_timeout, raise_errors=True)
+    served = source.serve(1, idle_timeout=idle_timeout, raise_errors=True, address=address, session=session)
     return {"idle": served == 0, "events": [item for item in recorded if item["event"] != "listening"]}
 
 
 def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: str | Path | None = None,
-        source: str | None = None, timeouts: Timeouts = Timeouts(), workdir: str | Path | None = None) -> pd.DataFrame:
+        source: str | None = None, timeouts: Timeouts = Timeouts(), workdir: str | Path | None = None,
+        source_address: str | None = None, session: str | None = None) -> pd.DataFrame:
     """Ask one batch of claims; returns (and optionally writes) the claims with their answers.
 
     The inputs are checked here, before any process starts; the session runs in a worker process.
@@ -97,7 +98,8 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
     result_path = root / "answers.csv"
     run_isolated("prana.analyses.compare_jobs:ask_worker",
                  {"federation": str(Path(federation).resolve()), "me": me, "claims": str(root / "claims.csv"),
-                  "out": str(result_path), "source": source, "connect": timeouts.connect, "step": timeouts.step},
+                  "out": str(result_path), "source": source, "connect": timeouts.connect, "step": timeouts.step,
+                  "source_address": source_address, "session": session},
                  party=me, timeout=timeouts.connect + 20 * timeouts.step + 60, workdir=root / "worker")
     answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
     if out is not None:
@@ -106,9 +108,10 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
 
 
 def ask_worker(federation: str, me: str, claims: str, out: str, source: str | None, connect: float,
-               step: float) -> dict[str, Any]:
+               step: float, source_address: str | None = None, session: str | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    with Verifier(Federation.load(federation), me, source=source, timeouts=Timeouts(connect, step)) as verifier:
+    with Verifier(Federation.load(federation), me, source=source, timeouts=Timeouts(connect, step),
+                  source_address=source_address, session=session) as verifier:
         answers = verifier.ask(Claims.load(claims), source_name=claims)
     _write_atomically(answers, Path(out))
     return {"claims": len(answers), "timings": {"ask": time.perf_counter() - started}}

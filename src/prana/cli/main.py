@@ -22,6 +22,7 @@ import typer
 
 from prana import __version__
 from prana.cli import compare as compare_cli
+from prana.cli import platform as platform_cli
 from prana.cli.output import answers_table, console, errors
 from prana.errors import (ConfigError, InputValidationError, PeerTimeout, PolicyViolation, PranaError,
                           ProtocolError)
@@ -51,6 +52,9 @@ federation_app = typer.Typer(no_args_is_help=True, help="Create and inspect fede
                                                         "addresses and their certificates.")
 app.add_typer(federation_app, name="federation")
 app.add_typer(compare_cli.app, name="compare")
+app.add_typer(platform_cli.hub_app, name="hub")
+app.add_typer(platform_cli.station_app, name="station")
+app.add_typer(platform_cli.task_app, name="task")
 
 
 @federation_app.command("init")
@@ -83,6 +87,28 @@ def federation_init(
     console.print(f"federation [bold]{name}[/] written to {path}\n"
                   f"Give each party federation.toml, ca.pem, all certificates, and only its own key. "
                   f"Keep ca-key.pem offline.")
+
+
+@federation_app.command("add-user")
+def federation_add_user(
+        name: str = typer.Argument(..., help="The analyst's name; it becomes the certificate's common name."),
+        federation: Path = typer.Option(..., "--federation", "-f", help="The federation file."),
+        ca_key: Optional[Path] = typer.Option(None, "--ca-key", help="The CA key (default: ca-key.pem beside the "
+                                                                      "federation file)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Folder for the user's key and certificate."),
+) -> None:
+    """Issue a client certificate for an analyst (it can call the hub, but cannot serve as a party)."""
+    from prana.config import Federation, PARTY_NAME
+    from prana.pki import KeyPair, issue_certificate
+
+    loaded = Federation.load(federation)
+    if not PARTY_NAME.match(name) or name in loaded.parties:
+        raise ConfigError(f"{name!r} must be a new lower-case name, not one of the parties")
+    key = ca_key or loaded.root / "ca-key.pem"
+    if not key.is_file():
+        raise ConfigError(f"the CA key {key} is not here; run this where the CA key is kept")
+    pair = issue_certificate(KeyPair(loaded.ca_path, key), out or loaded.root / "users", name, [], client_only=True)
+    console.print(f"user {name}: certificate {pair.certificate}, key {pair.private_key} (mode 0600)")
 
 
 def typer_table(*columns: str):

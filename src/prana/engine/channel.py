@@ -165,9 +165,11 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *, timeout: float,
-            certificate: str | None = None, private_key: str | None = None) -> tuple[Channel, dict[str, Any]]:
-    """Connect to `peer`, retrying until it listens, and exchange HELLOs. Returns the channel and its hello."""
-    host, port = split_address(federation.party(peer).address)
+            certificate: str | None = None, private_key: str | None = None,
+            address: str | None = None) -> tuple[Channel, dict[str, Any]]:
+    """Connect to `peer` (at its federation address, or `address`), retrying until it listens, and exchange
+    HELLOs. Returns the channel and the peer's hello."""
+    host, port = split_address(address or federation.party(peer).address)
     context = client_context(federation, me, certificate, private_key)
     deadline = time.monotonic() + timeout
     while True:
@@ -232,12 +234,13 @@ class Listener:
     `refusals` and dropped; `wait` reports them if the party it waits for never arrives.
     """
 
-    def __init__(self, federation: Federation, me: str, *, handshake_timeout: float = 10.0) -> None:
+    def __init__(self, federation: Federation, me: str, *, handshake_timeout: float = 10.0,
+                 address: str | None = None) -> None:
         self.federation = federation
         self.me = me
         self.handshake_timeout = handshake_timeout
         self.context = server_context(federation, me)
-        host, port = split_address(federation.party(me).address)
+        host, port = split_address(address or federation.party(me).address)
         self._server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -112,6 +112,7 @@ class CommitteeSession:
     listener: Listener | None = None
     arrivals: dict[str, Arrival] = field(default_factory=dict)
     on_event: Callable[[str, dict[str, Any]], None] | None = None
+    addresses: dict[str, str] = field(default_factory=dict)
     peers: dict[str, Channel] = field(default_factory=dict, init=False)
     peer_hellos: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
     clients: dict[str, Channel] = field(default_factory=dict, init=False)
@@ -161,7 +162,8 @@ class CommitteeSession:
     def open(self) -> "CommitteeSession":
         quiet_native_logs()
         if self.listener is None:
-            self.listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect)
+            self.listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect,
+                                     address=self.addresses.get(self.me))
             self._own_listener = True
         host = split_address(self.federation.party(self.me).address)[0]
         engine = f"{host}:{_free_port(host)}"
@@ -171,7 +173,8 @@ class CommitteeSession:
                 if peer == self.me:
                     continue
                 if self.committee.index(peer) < self.rank:
-                    channel, reply = connect(self.federation, self.me, peer, hello, timeout=self.timeouts.connect)
+                    channel, reply = connect(self.federation, self.me, peer, hello, timeout=self.timeouts.connect,
+                                             address=self.addresses.get(peer))
                     problem = self._disagreement(peer, reply)
                     if problem:
                         channel.abort("hello", problem)

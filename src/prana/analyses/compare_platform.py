@@ -1,0 +1,117 @@
+"""The Trust Tester on the platform: the bank submits its claims as a task to the authority's station.
+
+    step  who                  what
+    1     bank (analyst)       submits task "compare" to the hub: station authority, dataset, parameters
+                               (id and value columns, anonymity k), recipients [bank]. No claim goes to the hub.
+    2     authority station    pulls the task, checks its policy, waits for approval if manual, prepares the
+                               table, starts a session worker on a fresh port and reports "running" with it
+    3     bank                 sees "running" with the endpoint and opens the Trust Tester session there; the
+                               session id is the task id, so messages of two tasks never mix
+    4     both                 the protocol of `prana.analyses.compare`; answers go to the bank alone
+    5     authority station    reports "done" (or "failed" with the reason); its audit log holds what was sent
+
+The hub sees the task, its parameters, states and progress, never a claim, a value, a share or an answer.
+What each party learns is as in `prana.analyses.compare`.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from prana.analyses import compare_jobs
+from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, SourceTable
+from prana.analyses.tables import id_column, numeric_column, require_columns
+from prana.engine.encoding import INT32_MAX, IntegerEncoding
+from prana.engine.local import LocalCommittee, error_for
+from prana.errors import InputValidationError, PranaError
+
+ANALYSIS = "compare"
+
+
+def _parameters(task: dict[str, Any]) -> dict[str, Any]:
+    raw = task.get("parameters") or {}
+    params = {"id_column": str(raw.get("id_column", "person_id")), "value_column": str(raw.get("value_column", "value")),
+              "anonymity": raw.get("anonymity", DEFAULT_ANONYMITY), "decimals": raw.get("decimals", 0)}
+    if not isinstance(params["anonymity"], int) or params["anonymity"] < 1:
+        raise InputValidationError("parameter 'anonymity' must be a whole number of at least 1")
+    if not isinstance(params["decimals"], int) or not 0 <= params["decimals"] <= 9:
+        raise InputValidationError("parameter 'decimals' must be a whole number from 0 to 9")
+    return params
+
+
+def _free_endpoint(host: str) -> str:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return f"{host}:{probe.getsockname()[1]}"
+
+
+def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
+    """The source's side, run by the authority's station for one task."""
+    params = _parameters(task)
+    dataset = task["dataset"]
+    frame = context.dataset(dataset)
+    source = f"dataset {dataset!r}"
+    require_columns(frame, [params["id_column"], params["value_column"]], source)
+    encoding = IntegerEncoding(decimals=params["decimals"], minimum=0, maximum=INT32_MAX)
+    values = encoding.encode(numeric_column(frame, params["value_column"], source), column=params["value_column"],
+                             source=source, row_offset=1)
+    table = SourceTable(id_column(frame, params["id_column"], source), values, anonymity=params["anonymity"],
+                        encoding=encoding)
+    table.save(context.workdir / "table")
+    host = context.federation.party(context.me).address.rpartition(":")[0]
+    endpoint = _free_endpoint(host)
+    context.progress("waiting for the verifier", 0, 1)
+    context.running(endpoint)
+    idle = max(5.0, context.deadline - time.time())
+    with LocalCommittee(workdir=context.workdir / "worker") as worker:
+        worker.spawn(context.me, "prana.analyses.compare_jobs:serve_worker",
+                     {"federation": str(context.federation.file), "me": context.me,
+                      "prepared": str(context.workdir / "table"), "connect": 30.0, "step": 120.0,
+                      "idle_timeout": idle, "address": endpoint, "session": task["id"]})
+        result = worker.wait(idle + 600)[context.me]
+    error = error_for(context.me, result)
+    if error is not None:
+        raise error
+    if result.get("idle"):
+        raise PranaError("the verifier never opened its session")
+    sent: Counter = Counter()
+    volume: Counter = Counter()
+    claims = 0
+    for item in result.get("events", []):
+        details = item["details"]
+        if item["event"] == "sent":
+            key = (details.get("kind", ""), details.get("name", ""), details.get("to", ""))
+            sent[key] += 1
+            volume[key] += int(details.get("bytes", 0))
+        elif item["event"] == "answered":
+            claims += int(details.get("claims", 0))
+    for (kind, name, recipient), count in sorted(sent.items()):
+        context.record("shares-sent" if kind == "share" else "output-sent", kind="shares", recipient=recipient,
+                       bytes=volume[(kind, name, recipient)], outcome=f"{name}: {count} message(s)")
+    context.progress("answered", 1, 1)
+    return {"claims": claims}
+
+
+def submit_and_ask(client: Any, federation: Any, me: str, *, station: str, dataset: str, claims: str | Path | Claims,
+                   out: str | Path | None = None, id_column: str = "person_id", value_column: str = "value",
+                   anonymity: int = DEFAULT_ANONYMITY, decimals: int = 0, timeout: float = 600.0,
+                   on_update: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The bank's side: submit the task, wait until the station runs it, ask, and wait for "done"."""
+    batch = claims if isinstance(claims, Claims) else Claims.load(claims)
+    task = client.submit(ANALYSIS, stations={station: dataset}, recipients=[me], timeout=timeout,
+                         parameters={"id_column": id_column, "value_column": value_column, "anonymity": anonymity,
+                                     "decimals": decimals, "claims": len(batch)})
+    running = client.wait(task["id"], until=("running",), timeout=timeout, on_update=on_update)
+    endpoint = running["stations"][station]["endpoint"]
+    answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
+                               source_address=endpoint, session=task["id"],
+                               workdir=Path(tempfile.mkdtemp(prefix="prana-task-")))
+    finished = client.wait(task["id"], timeout=timeout, on_update=on_update)
+    return finished, answers

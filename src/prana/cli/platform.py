@@ -1,0 +1,187 @@
+"""`prana hub`, `prana station` and `prana task`: the long-running services and the analyst's commands."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from prana.cli.output import answers_table, console, errors
+from prana.config import Federation
+from prana.errors import PranaError
+
+hub_app = typer.Typer(no_args_is_help=True, help="The hub: analysts submit tasks, stations pull them. It never "
+                                                  "sees data, shares, keys or results.")
+station_app = typer.Typer(no_args_is_help=True, help="A station: one per organisation. It holds datasets and "
+                                                      "policy, approves tasks, and keeps an audit log.")
+task_app = typer.Typer(no_args_is_help=True, help="Submit tasks to a hub and follow them.")
+
+FEDERATION = typer.Option(..., "--federation", "-f", help="The federation file.")
+AS_PARTY = typer.Option(..., "--as", help="Your name in the federation (a party or a user certificate).")
+HUB = typer.Option(..., "--hub", help="The hub's URL, e.g. https://hub.example.org:61010.")
+CONFIG = typer.Option(..., "--config", "-c", help="The station's station.toml.")
+
+
+@hub_app.command("start")
+def hub_start(federation: Path = FEDERATION, me: str = typer.Option("hub", "--as", help="The hub's party name."),
+              database: Optional[str] = typer.Option(None, "--database", help="SQLAlchemy URL (default: SQLite in "
+                                                                               "--state)."),
+              state: Path = typer.Option(Path("hub-state"), "--state", help="Folder for the hub's database.")) -> None:
+    """Run the hub (HTTPS with mutual TLS under the federation CA) until stopped."""
+    from prana.hub.server import serve_hub
+
+    loaded = Federation.load(federation)
+    console.print(f"hub listening on https://{loaded.party(me).address}")
+    serve_hub(loaded, me, database=database, state_dir=state)
+
+
+@station_app.command("start")
+def station_start(config: Path = CONFIG,
+                  tasks: Optional[int] = typer.Option(None, "--tasks", help="Stop after handling this many tasks.")
+                  ) -> None:
+    """Run the station: pull tasks from the hub, check policy, wait for approvals, run analyses."""
+    from prana.station.config import StationConfig
+    from prana.station.service import Station
+
+    def event(kind: str, details: dict) -> None:
+        if kind == "task":
+            console.print(f"task {details['id']}: {details['analysis']} for {details['requester']}")
+        elif kind == "hub-unreachable":
+            errors.print(f"[yellow]hub unreachable:[/] {details['error']}", soft_wrap=True)
+
+    station = Station(StationConfig.load(config), on_event=event)
+    console.print(f"station {station.config.party} polling {station.config.hub}")
+    station.run(threading.Event(), max_tasks=tasks)
+
+
+@station_app.command("pending")
+def station_pending(config: Path = CONFIG) -> None:
+    """List the tasks waiting for your approval."""
+    from rich.table import Table
+
+    from prana.station.config import StationConfig
+    from prana.station.service import Approvals
+
+    loaded = StationConfig.load(config)
+    table = Table(title=f"Tasks waiting for approval at {loaded.party}", title_justify="left")
+    table.add_column("task", no_wrap=True)
+    for column in ("analysis", "requester", "dataset", "recipients", "parameters"):
+        table.add_column(column, overflow="fold")
+    for record in Approvals(loaded.state_path / "approvals").pending():
+        table.add_row(record["task"], record["analysis"], record["requester"], record["dataset"],
+                      ", ".join(record["recipients"]), str(record["parameters"]))
+    console.print(table)
+
+
+@station_app.command("approve")
+def station_approve(task: str = typer.Argument(..., help="The task id."), config: Path = CONFIG) -> None:
+    """Approve a waiting task: the station then runs it."""
+    from prana.station.config import StationConfig
+    from prana.station.service import Approvals
+
+    loaded = StationConfig.load(config)
+    Approvals(loaded.state_path / "approvals").decide(task, "approved")
+    console.print(f"task {task} approved")
+
+
+@station_app.command("reject")
+def station_reject(task: str = typer.Argument(..., help="The task id."), config: Path = CONFIG,
+                   reason: str = typer.Option("", "--reason", help="Told to the analyst.")) -> None:
+    """Reject a waiting task: nothing is sent, and the analyst sees the reason."""
+    from prana.station.config import StationConfig
+    from prana.station.service import Approvals
+
+    loaded = StationConfig.load(config)
+    Approvals(loaded.state_path / "approvals").decide(task, "rejected", reason)
+    console.print(f"task {task} rejected")
+
+
+@station_app.command("audit")
+def station_audit(config: Path = CONFIG,
+                  verify: bool = typer.Option(False, "--verify", help="Check the hash chain and say what was "
+                                                                      "edited, deleted or reordered.")) -> None:
+    """Show the station's audit log: every event that crossed its boundary."""
+    from prana.station.audit import AuditLog, audit_table
+    from prana.station.config import StationConfig
+
+    loaded = StationConfig.load(config)
+    log = AuditLog(loaded.state_path / "audit.jsonl")
+    if verify:
+        report = log.verify()
+        if report.ok:
+            console.print(f"audit log intact: {report.entries} entries, hash chain verified")
+            return
+        for problem in report.problems:
+            errors.print(f"[red]tampered:[/] {problem}", soft_wrap=True)
+        raise PranaError(f"the audit log of {loaded.party} fails verification ({len(report.problems)} problem(s))")
+    console.print(audit_table(log.entries(), title=f"Audit log of {loaded.party}"))
+
+
+@task_app.command("submit")
+def task_submit(analysis: str = typer.Argument(..., help="The analysis, e.g. compare."), hub: str = HUB,
+                federation: Path = FEDERATION, me: str = AS_PARTY,
+                station: str = typer.Option(..., "--station", help="The station that holds the data."),
+                dataset: str = typer.Option(..., "--dataset", help="The dataset at that station."),
+                claims: Optional[Path] = typer.Option(None, "--claims", help="compare: your claims (CSV)."),
+                out: Optional[Path] = typer.Option(None, "--out", help="compare: where to write the answers."),
+                id_column: str = typer.Option("person_id", "--id-column"),
+                value_column: str = typer.Option("value", "--value-column"),
+                anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1),
+                timeout: float = typer.Option(600.0, "--timeout", help="Seconds before the task fails.")) -> None:
+    """Submit a task and follow it to the end, with its progress."""
+    from prana.hub.client import Client
+
+    if analysis != "compare":
+        raise PranaError(f"the command line submits only 'compare' so far; {analysis!r} has no command yet")
+    if claims is None or out is None:
+        raise PranaError("compare needs --claims and --out")
+    from prana.analyses.compare_platform import submit_and_ask
+
+    loaded = Federation.load(federation)
+    with Client(hub, federation=loaded, me=me) as client, Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+            console=console, transient=True) as progress:
+        bar = progress.add_task("submitted", total=None)
+
+        def update(task: dict) -> None:
+            part = task["stations"].get(station, {})
+            step = part.get("progress", {}).get("step", "")
+            progress.update(bar, description=f"{task['id']}: {task['state']} {step}".strip())
+
+        finished, answers = submit_and_ask(client, loaded, me, station=station, dataset=dataset, claims=claims,
+                                           out=out, id_column=id_column, value_column=value_column,
+                                           anonymity=anonymity, timeout=timeout, on_update=update)
+    console.print(answers_table(answers, f"task {finished['id']}: {len(answers)} claims answered"))
+    console.print(f"written to {out}")
+
+
+@task_app.command("status")
+def task_status(task_id: str = typer.Argument(...), hub: str = HUB, federation: Path = FEDERATION,
+                me: str = AS_PARTY, follow: bool = typer.Option(False, "--follow", help="Wait for the end, "
+                                                                                        "with a progress bar.")) -> None:
+    """Show a task's state, reason and per-station progress."""
+    from rich.table import Table
+
+    from prana.hub.client import Client
+
+    with Client(hub, federation=federation, me=me) as client:
+        if follow:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console,
+                          transient=True) as progress:
+                bar = progress.add_task("", total=None)
+                task = client.wait(task_id, on_update=lambda t: progress.update(bar, description=t["state"]))
+        else:
+            task = client.status(task_id)
+    table = Table(title=f"task {task['id']} ({task['analysis']} for {task['requester']}): {task['state']}",
+                  title_justify="left")
+    for column in ("station", "dataset", "state", "progress", "reason"):
+        table.add_column(column)
+    for name, part in task["stations"].items():
+        progress_text = part["progress"].get("step", "") if part["progress"] else ""
+        table.add_row(name, part["dataset"], part["state"], progress_text, part["reason"])
+    console.print(table)
+    if task["reason"]:
+        console.print(f"reason: {task['reason']}")
