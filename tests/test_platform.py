@@ -103,21 +103,33 @@ def platform(tmp_path: Path):
     (station_dir / "station.toml").write_text(STATION.format(federation=federation_path, hub=hub))
     (station_dir / "policy.toml").write_text(POLICY)
     env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(tmp_path / "logs")}
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("hub", "station")}
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "prana", "hub", "start", "--federation", str(federation_path),
-                          "--state", str(tmp_path / "hub-state")], stdout=logs["hub"], stderr=subprocess.STDOUT,
-                         env=env),
-        subprocess.Popen([sys.executable, "-m", "prana", "station", "start", "--config",
-                          str(station_dir / "station.toml")], stdout=logs["station"], stderr=subprocess.STDOUT,
-                         env=env),
-    ]
+    commands = {
+        "hub": ["hub", "start", "--federation", str(federation_path), "--state", str(tmp_path / "hub-state")],
+        "station": ["station", "start", "--config", str(station_dir / "station.toml")],
+    }
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> None:
+        log = open(tmp_path / f"{name}.log", "a")
+        processes[name] = subprocess.Popen([sys.executable, "-m", "prana", *commands[name]], stdout=log,
+                                           stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def kill(name: str) -> None:
+        import os
+        import signal
+
+        os.killpg(processes[name].pid, signal.SIGKILL)
+        processes[name].wait(timeout=10)
+
+    start("hub")
+    start("station")
     _wait_port(federation.party("hub").address)
     yield {"federation": federation, "hub": hub, "station": station_dir, "table": table, "env": env,
-           "tmp": tmp_path}
-    for process in processes:
-        process.kill()
-        process.wait(timeout=10)
+           "tmp": tmp_path, "start": start, "kill": kill}
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def _claims(table: pd.DataFrame) -> Claims:
@@ -193,3 +205,123 @@ def test_manual_approval_from_the_command_line(platform):
     assert list(outcome["answers"]["answer"]) == list(expected)
     events = [entry.event for entry in _audit(platform).entries() if entry.task == task_id]
     assert events[:3] == ["task-received", "awaiting-approval", "approved"]
+
+
+def _expected(platform: dict, claims: Claims) -> list[str]:
+    return list(ANSWERS[plaintext_answers(list(platform["table"].person_id), platform["table"].income.to_numpy(),
+                                          claims)])
+
+
+def test_two_tasks_at_once_never_mix(platform):
+    table = platform["table"]
+    first = Claims(list(table.person_id[:6]), [">="] * 6, np.array(table.income[:6], dtype=float))
+    second = Claims(list(table.person_id[6:12]), ["<="] * 6, np.array(table.income[6:12] - 1, dtype=float).clip(0))
+    results: dict = {}
+
+    def run(name: str, claims: Claims, anonymity: int) -> None:
+        with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
+            results[name] = submit_and_ask(client, platform["federation"], "bank", station="authority",
+                                           dataset="incomes", claims=claims, value_column="income",
+                                           anonymity=anonymity, timeout=180)
+
+    threads = [threading.Thread(target=run, args=("first", first, 500)),
+               threading.Thread(target=run, args=("second", second, 300))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert results["first"][0]["id"] != results["second"][0]["id"]
+    assert list(results["first"][1]["answer"]) == _expected(platform, first) == ["yes"] * 6
+    assert list(results["second"][1]["answer"]) == _expected(platform, second)
+
+
+def test_a_station_killed_mid_task_fails_the_task_everywhere(platform):
+    from prana.errors import PranaError
+
+    big = Claims(list(platform["table"].person_id[:1000]), [">="] * 1000,
+                 np.array(platform["table"].income[:1000], dtype=float))
+    out = platform["tmp"] / "answers.csv"
+    killer = threading.Timer(0.1, lambda: None)
+
+    def kill_when_running() -> None:
+        with Client(platform["hub"], federation=platform["federation"], me="bank") as watcher:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                tasks = watcher.tasks()
+                if tasks and tasks[0]["state"] == "running" and tasks[0]["stations"]["authority"]["endpoint"]:
+                    time.sleep(6)          # inside the secure session
+                    platform["kill"]("station")
+                    return
+                time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    started = time.monotonic()
+    with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
+        with pytest.raises(PranaError) as caught:
+            submit_and_ask(client, platform["federation"], "bank", station="authority", dataset="incomes",
+                           claims=big, out=out, value_column="income", anonymity=500, timeout=300)
+        killer.join()
+        assert time.monotonic() - started < 150
+        task = client.tasks()[0]
+        assert task["state"] == "failed" and task["reason"].startswith("bank:")
+    assert "\n" not in str(caught.value)
+    assert not out.exists() and not list(out.parent.glob("*.partial"))
+
+
+def test_a_hub_restart_during_a_task_loses_nothing(platform):
+    claims = _claims(platform["table"])
+    outcome: dict = {}
+
+    def bank() -> None:
+        with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
+            outcome["task"], outcome["answers"] = submit_and_ask(
+                client, platform["federation"], "bank", station="authority", dataset="reviewed", claims=claims,
+                value_column="income", anonymity=500, timeout=180)
+
+    thread = threading.Thread(target=bank)
+    thread.start()
+    approvals = platform["station"] / "state" / "approvals"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(approvals.glob("*.json")):
+        time.sleep(0.2)
+    platform["kill"]("hub")                         # the task waits for approval while the hub is down
+    task_id = json.loads(next(approvals.glob("*.json")).read_text())["task"]
+    subprocess.run([sys.executable, "-m", "prana", "station", "approve", task_id, "--config",
+                    str(platform["station"] / "station.toml")], check=True, capture_output=True,
+                   env=platform["env"], timeout=60)
+    time.sleep(2)
+    platform["start"]("hub")
+    thread.join(timeout=180)
+    assert outcome["task"]["id"] == task_id and outcome["task"]["state"] == "done"
+    assert list(outcome["answers"]["answer"]) == _expected(platform, claims)
+
+
+@pytest.mark.parametrize("tamper, message", [
+    ("edit", "entry 1 (line 2) was edited"),
+    ("delete", "an entry between 0 and 2 was deleted (entry 1)"),
+    ("reorder", "out of order"),
+])
+def test_audit_tampering_is_detected_from_the_command_line(platform, tamper, message):
+    test_a_policy_refusal_reaches_the_analyst_and_nothing_is_sent(platform)
+    with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
+        with pytest.raises(PolicyViolation):
+            submit_and_ask(client, platform["federation"], "bank", station="authority", dataset="secret",
+                           claims=_claims(platform["table"]), value_column="income", timeout=60)
+    path = platform["station"] / "state" / "audit.jsonl"
+    config = str(platform["station"] / "station.toml")
+    clean = subprocess.run([sys.executable, "-m", "prana", "station", "audit", "--verify", "--config", config],
+                           capture_output=True, text=True, env=platform["env"], timeout=60)
+    assert clean.returncode == 0 and "intact: 4 entries" in clean.stdout
+    lines = path.read_text().splitlines()
+    if tamper == "edit":
+        lines[1] = lines[1].replace("policy-refused", "approved")
+    elif tamper == "delete":
+        del lines[1]
+    else:
+        lines[1], lines[2] = lines[2], lines[1]
+    path.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([sys.executable, "-m", "prana", "station", "audit", "--verify", "--config", config],
+                          capture_output=True, text=True, env=platform["env"], timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr

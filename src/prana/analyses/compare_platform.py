@@ -75,7 +75,15 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                      {"federation": str(context.federation.file), "me": context.me,
                       "prepared": str(context.workdir / "table"), "connect": 30.0, "step": 120.0,
                       "idle_timeout": idle, "address": endpoint, "session": task["id"]})
-        result = worker.wait(idle + 600)[context.me]
+        deadline = time.time() + idle + 600
+        while True:   # wait for the session, but stop at once if the task ends elsewhere (cancelled, expired)
+            result = worker.poll(context.me)
+            if result is not None:
+                break
+            if context.ended() or time.time() > deadline:
+                worker.kill(context.me)
+                raise PranaError("the task ended before its session finished")
+            time.sleep(1.0)
     error = error_for(context.me, result)
     if error is not None:
         raise error
@@ -108,10 +116,21 @@ def submit_and_ask(client: Any, federation: Any, me: str, *, station: str, datas
     task = client.submit(ANALYSIS, stations={station: dataset}, recipients=[me], timeout=timeout,
                          parameters={"id_column": id_column, "value_column": value_column, "anonymity": anonymity,
                                      "decimals": decimals, "claims": len(batch)})
-    running = client.wait(task["id"], until=("running",), timeout=timeout, on_update=on_update)
+    running = client.wait(task["id"], until=("running",), timeout=timeout,
+                          on_update=on_update, every=0.2)
+    while not running["stations"][station]["endpoint"]:
+        running = client.wait(task["id"], until=("running",), timeout=timeout, on_update=on_update)
+        time.sleep(0.2)
     endpoint = running["stations"][station]["endpoint"]
-    answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
-                               source_address=endpoint, session=task["id"],
-                               workdir=Path(tempfile.mkdtemp(prefix="prana-task-")))
+    try:
+        answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
+                                   source_address=endpoint, session=task["id"],
+                                   workdir=Path(tempfile.mkdtemp(prefix="prana-task-")))
+    except PranaError as exc:
+        try:
+            client.cancel(task["id"], str(exc))   # the task fails at the hub at once, with our reason
+        except PranaError:
+            pass
+        raise
     finished = client.wait(task["id"], timeout=timeout, on_update=on_update)
     return finished, answers

@@ -73,6 +73,7 @@ class LocalCommittee:
         if paths:
             environment["PYTHONPATH"] = os.pathsep.join(paths)
         environment.update(env or {})
+        environment["PRANA_PARENT_PID"] = str(os.getpid())
         with open(log, "wb") as handle:
             process = subprocess.Popen([sys.executable, "-m", "prana.engine.local", str(job), str(result)],
                                        stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -101,6 +102,11 @@ class LocalCommittee:
                 continue
             results[party] = self._result(child)
         return results
+
+    def poll(self, party: str) -> dict[str, Any] | None:
+        """The party's result if its process has ended, else None (never waits, never kills)."""
+        child = self.children[party]
+        return None if child.process.poll() is None else self._result(child)
 
     def _result(self, child: _Child) -> dict[str, Any]:
         if child.result_path.exists():
@@ -139,6 +145,9 @@ def error_for(party: str, result: dict[str, Any]) -> PranaError | None:
     kind = result.get("type")
     if kind == "ProcessDied":
         code = result.get("returncode")
+        if code == 75:   # prana.engine.session.PEER_VANISHED_EXIT
+            return errors.PeerAborted(f"a peer of {party} closed its connection in the middle of the MPC run (it "
+                                      "stopped or crashed); nothing was written", peer=party)
         how = f"signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
         return errors.PeerAborted(f"{party}'s MPC engine stopped abnormally ({how}); a peer most likely failed in "
                                   "the middle of the computation, and nothing was written", peer=party)
@@ -176,7 +185,23 @@ def run_isolated(target: str, kwargs: dict[str, Any], *, party: str, timeout: fl
     return result
 
 
+def _die_with_parent() -> None:
+    """A party process must not outlive the process that supervises it (a killed station takes its session
+    workers with it), so ask Linux to SIGKILL us when our parent dies."""
+    parent = int(os.environ.get("PRANA_PARENT_PID", "0") or 0)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent and os.getppid() != parent:      # the parent died before prctl took effect
+        os._exit(3)
+
+
 def _main(job_path: str, result_path: str) -> int:
+    _die_with_parent()
     job = json.loads(Path(job_path).read_text())
     module_name, _, function_name = job["target"].partition(":")
     result: dict[str, Any]

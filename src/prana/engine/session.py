@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -161,10 +162,8 @@ class CommitteeSession:
 
     def open(self) -> "CommitteeSession":
         quiet_native_logs()
-        if self.listener is None:
-            self.listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect,
-                                     address=self.addresses.get(self.me))
-            self._own_listener = True
+        if self.listener is None and any(self.committee.index(peer) > self.rank for peer in self.committee):
+            self._listen()   # only members that others connect to need an inbound port
         host = split_address(self.federation.party(self.me).address)[0]
         engine = f"{host}:{_free_port(host)}"
         hello = self._hello(engine)
@@ -275,8 +274,16 @@ class CommitteeSession:
 
     # -- running a program ---------------------------------------------------------------------------------
 
+    def _listen(self) -> Listener:
+        if self.listener is None:
+            self.listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect,
+                                     address=self.addresses.get(self.me))
+            self._own_listener = True
+        return self.listener
+
     def _client_channel(self, name: str) -> Channel:
         if name not in self.clients:
+            self._listen()
             assert self.listener is not None
             arrival = self.listener.wait(party=name, session=self.session, timeout=self.timeouts.step)
             if arrival.hello.get("role") != "client" or arrival.hello.get("committee") != list(self.committee):
@@ -353,10 +360,14 @@ class CommitteeSession:
             self._runtime.set_var(spec.name, share)
 
         started = time.perf_counter()
+        watchdog = _PeerWatchdog(self.peers) if os.environ.get("PRANA_PARENT_PID") else None
         try:
             self._runtime.run(executable)
         except RuntimeError as exc:
             raise _brpc_error(exc, f"{prefix}:run", self.session) from None
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
         self._event("run", name=program.name, seconds=time.perf_counter() - started)
 
         revealed: dict[str, np.ndarray] = {}
@@ -389,6 +400,51 @@ class CommitteeSession:
         for name in [spec.name for spec in program.inputs] + [spec.name for spec in program.outputs]:
             self._runtime.del_var(name)
         return revealed
+
+
+PEER_VANISHED_EXIT = 75
+
+
+class _PeerWatchdog(threading.Thread):
+    """While SPU's native run blocks this process, watch the peers' control connections. If one closes (its
+    process died), end this process at once with PEER_VANISHED_EXIT instead of waiting for SPU's receive
+    timeout. Used only in supervised session workers, whose supervisor turns that exit into PeerAborted."""
+
+    def __init__(self, peers: dict[str, Channel]) -> None:
+        super().__init__(daemon=True)
+        self.sockets = {peer: channel.sock for peer, channel in peers.items()}
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        import select
+
+        while not self.done.is_set():
+            try:
+                readable, _, _ = select.select(list(self.sockets.values()), [], [], 0.2)
+            except (OSError, ValueError):
+                return
+            for sock in readable:
+                if self.done.is_set():
+                    return
+                try:
+                    probe = socket.socket(fileno=os.dup(sock.fileno()))
+                    try:
+                        probe.setblocking(False)
+                        closed = probe.recv(1, socket.MSG_PEEK) == b""
+                    finally:
+                        probe.close()
+                except BlockingIOError:
+                    closed = False
+                except OSError:
+                    closed = True
+                if closed and not self.done.is_set():
+                    os._exit(PEER_VANISHED_EXIT)
+            if readable:
+                time.sleep(0.2)   # pending bytes (an abort, a late TLS record): SPU's own timeout decides
+
+    def stop(self) -> None:
+        self.done.set()
 
 
 def run_input_client(federation: Federation, me: str, committee: list[str], session: str,

@@ -7,6 +7,7 @@ federation CA); the certificate's common name is the analyst's or station's name
     GET     /tasks/{id}                   requester, its stations and recipients: state, reason, progress
     GET     /station/tasks?wait=S         station        long poll: tasks newly addressed to this station
     POST    /tasks/{id}/report            station        the station's state, reason, progress, endpoint
+    POST    /tasks/{id}/cancel            requester      give up: the task fails with the requester's reason
 
 The hub never receives data, shares, keys or results: analyses deliver results to their recipients
 directly (in the MPC session) or sealed to the recipient.
@@ -42,6 +43,12 @@ class StationReport(BaseModel):
     reason: str = Field(default="", max_length=1000)
     progress: dict[str, Any] | None = None
     endpoint: str | None = Field(default=None, max_length=256)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="cancelled", max_length=1000)
 
 
 def peer(request: Request) -> str:
@@ -106,6 +113,13 @@ def create_app(store: Store, *, known: set[str] | None = None, expire_every: flo
             if tasks or asyncio.get_running_loop().time() >= deadline:
                 return tasks
             await asyncio.sleep(0.2)
+
+    @app.post("/tasks/{task_id}/cancel")
+    async def cancel(task_id: str, body: CancelRequest, request: Request) -> dict[str, Any]:
+        task = await asyncio.to_thread(store.cancel, task_id, peer(request), body.reason)
+        if task is None:
+            raise HTTPException(404, f"there is no task {task_id} of yours")
+        return task
 
     @app.post("/tasks/{task_id}/report")
     async def report(task_id: str, body: StationReport, request: Request) -> dict[str, Any]:

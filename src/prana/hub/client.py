@@ -15,7 +15,7 @@ from typing import Any, Callable
 import httpx
 
 from prana.config import Federation
-from prana.errors import ConfigError, PeerTimeout, PolicyViolation, PranaError, ProtocolError
+from prana.errors import ConfigError, PeerAborted, PeerTimeout, PolicyViolation, PranaError, ProtocolError
 
 TERMINAL = ("done", "failed", "refused")
 
@@ -52,7 +52,7 @@ class Client:
         except httpx.TimeoutException:
             raise PeerTimeout(f"the hub at {self.hub} did not answer in time", peer="hub") from None
         except httpx.HTTPError as exc:
-            raise ProtocolError(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
+            raise PeerAborted(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -82,7 +82,13 @@ class Client:
         """Poll until the task reaches one of `until`; refusals and failures raise with the hub's reason."""
         deadline = time.monotonic() + timeout
         while True:
-            task = self.status(task_id)
+            try:
+                task = self.status(task_id)
+            except (PeerAborted, PeerTimeout):
+                if time.monotonic() > deadline:   # the hub may be restarting: keep asking until our deadline
+                    raise
+                time.sleep(max(every, 1.0))
+                continue
             if on_update is not None:
                 on_update(task)
             if task["state"] in until or task["state"] in TERMINAL:
@@ -96,19 +102,30 @@ class Client:
             raise PranaError(f"task {task_id} failed: {task['reason']}")
         return task
 
+    def cancel(self, task_id: str, reason: str) -> dict[str, Any]:
+        return self._call("POST", f"/tasks/{task_id}/cancel", json={"reason": reason[:1000]})
+
     # -- stations ---------------------------------------------------------------------------------------------
 
     def poll(self, wait: float = 20.0) -> list[dict[str, Any]]:
         return self._call("GET", "/station/tasks", params={"wait": wait}, timeout=wait + 15)
 
     def report(self, task_id: str, state: str, *, reason: str = "", progress: dict[str, Any] | None = None,
-               endpoint: str | None = None) -> dict[str, Any]:
+               endpoint: str | None = None, retry_for: float = 120.0) -> dict[str, Any]:
+        """Report a station's state; while the hub is unreachable (a restart), retry for `retry_for` seconds."""
         body: dict[str, Any] = {"state": state, "reason": reason}
         if progress is not None:
             body["progress"] = progress
         if endpoint is not None:
             body["endpoint"] = endpoint
-        return self._call("POST", f"/tasks/{task_id}/report", json=body)
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                return self._call("POST", f"/tasks/{task_id}/report", json=body)
+            except (PeerAborted, PeerTimeout):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
 
 def _reason(exc: BaseException) -> str:

@@ -153,6 +153,19 @@ class Store:
                 self._refresh(part.task)
             return part.task.view()
 
+    def cancel(self, task_id: str, requester: str, reason: str) -> dict[str, Any] | None:
+        """The requester gives up on a task: it fails, with the requester's reason."""
+        with self.session() as db, db.begin():
+            task = db.get(Task, task_id)
+            if task is None or task.requester != requester:
+                return None
+            if task.state not in TERMINAL:
+                for part in task.parts:
+                    if part.state not in TERMINAL:
+                        part.state, part.reason = "failed", "cancelled by the requester"
+                task.state, task.reason, task.updated = "failed", f"{requester}: {reason}"[:1000], now()
+            return task.view()
+
     def expire(self) -> list[str]:
         """Fail every unfinished task past its deadline; the reason names the stations that did not finish."""
         failed = []

@@ -90,6 +90,13 @@ class _Context:
     def progress(self, step: str, done: int = 0, total: int = 0) -> None:
         self.station.client.report(self.task["id"], "running", progress={"step": step, "done": done, "total": total})
 
+    def ended(self) -> bool:
+        """True once the task has ended at the hub (cancelled by the requester, or past its deadline)."""
+        try:
+            return self.station.client.status(self.task["id"])["state"] in ("done", "failed", "refused")
+        except PranaError:
+            return False
+
     def running(self, endpoint: str | None = None) -> None:
         self.station.client.report(self.task["id"], "running", endpoint=endpoint)
 
