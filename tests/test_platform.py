@@ -325,3 +325,12 @@ def test_audit_tampering_is_detected_from_the_command_line(platform, tamper, mes
                           capture_output=True, text=True, env=platform["env"], timeout=60)
     assert done.returncode == 1, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_demo_runs_end_to_end(tmp_path: Path):
+    done = subprocess.run([sys.executable, "-m", "prana", "demo", "--persons", "1500", "--claims", "5",
+                           "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "100"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "MISMATCH" not in done.stdout and "hash chain: intact" in done.stdout
+    assert done.stdout.count(" ok ") >= 6

@@ -91,6 +91,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
         raise PranaError("the verifier never opened its session")
     sent: Counter = Counter()
     volume: Counter = Counter()
+    shapes: dict[tuple[str, str, str], list[int]] = {}
     claims = 0
     for item in result.get("events", []):
         details = item["details"]
@@ -98,11 +99,13 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
             key = (details.get("kind", ""), details.get("name", ""), details.get("to", ""))
             sent[key] += 1
             volume[key] += int(details.get("bytes", 0))
+            shapes.setdefault(key, details.get("shape"))
         elif item["event"] == "answered":
             claims += int(details.get("claims", 0))
-    for (kind, name, recipient), count in sorted(sent.items()):
-        context.record("shares-sent" if kind == "share" else "output-sent", kind="shares", recipient=recipient,
-                       bytes=volume[(kind, name, recipient)], outcome=f"{name}: {count} message(s)")
+    for key, count in sorted(sent.items()):
+        kind, name, recipient = key
+        context.record("shares-sent" if kind == "share" else "output-sent", kind="shares", shape=shapes.get(key),
+                       recipient=recipient, bytes=volume[key], outcome=f"{name} ×{count}")
     context.progress("answered", 1, 1)
     return {"claims": claims}
 

@@ -125,31 +125,10 @@ def demo(persons: int = typer.Option(5000, help="Persons in the generated income
          claims: int = typer.Option(12, help="Claims the bank asks about (plus one unknown person)."),
          anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="Anonymity set size k."),
          workdir: Optional[Path] = typer.Option(None, help="Keep the generated files here.")) -> None:
-    """Run the Trust Tester between a tax authority and a bank: two processes, mutual TLS, generated data."""
-    from prana.analyses import compare_jobs
-    from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
-    from prana.analyses.tables import read_table
-    from prana.datasets.incomes import write_demo_files
+    """The Trust Tester through a hub and a station (separate processes, mutual TLS) on generated data."""
+    from prana.cli.demo import run_demo
 
-    root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
-    table_path, claims_path = write_demo_files(root, persons, claims)
-    console.rule("[bold]Trust Tester[/]: does the tax authority's income of P reach the bank's claim?")
-    console.print(f"authority holds {persons:,} incomes; bank asks {claims + 1} claims; anonymity set k = {anonymity:,}")
-    with console.status("authority and bank run as two processes over mutual TLS (SPU Cheetah)..."):
-        result = compare_jobs.local(table_path, claims_path, out=root / "answers.csv", value_column="income",
-                                    anonymity=anonymity)
-    table = read_table(table_path, None)
-    expected = plaintext_answers(table["person_id"].tolist(), table["income"].astype(int).to_numpy(),
-                                 Claims.load(claims_path))
-    shown = result.answers.copy()
-    shown["plaintext check"] = ["ok" if answer == want else "MISMATCH"
-                                for answer, want in zip(shown["answer"], ANSWERS[expected])]
-    console.print(answers_table(shown, "What the bank learns (and nothing else)"))
-    console.print(f"total {result.seconds:.2f} s (two process starts, TLS handshakes, OT set-up, "
-                  f"{len(shown)} secure lookups); verifier's session {result.timings.get('ask', 0):.2f} s")
-    console.print(f"files in {root}")
-    if (shown["plaintext check"] != "ok").any():
-        raise PranaError("the secure answers differ from the plaintext answers")
+    run_demo(persons, claims, anonymity, workdir)
 
 
 def exit_code(error: BaseException) -> ExitCode:

@@ -313,19 +313,24 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def audit_table(entries: list[AuditEntry], *, title: str = "Audit log") -> Table:
-    """The entries as a Rich table, long cells shortened."""
-    table = Table(title=title)
-    for name in ("seq", "time", "event", "task", "analysis", "requester", "dataset", "kind/shape",
-                 "recipient", "bytes", "outcome"):
+def audit_table(entries: list[AuditEntry], *, title: str = "Audit log", compact: bool = False) -> Table:
+    """The entries as a Rich table, long cells shortened. `compact` keeps what fits 80 columns: the task,
+    analysis, requester and dataset columns go into the title when every entry shares them."""
+    full = ("seq", "time", "event", "task", "analysis", "requester", "dataset", "kind/shape", "recipient",
+            "bytes", "outcome")
+    names = ("seq", "event", "kind/shape", "recipient", "bytes", "outcome") if compact else full
+    table = Table(title=title, title_justify="left")
+    for name in names:
         table.add_column(name, justify="right" if name in ("seq", "bytes") else "left",
-                         overflow="ellipsis", no_wrap=name != "outcome")
+                         overflow="ellipsis" if name != "outcome" else "fold", no_wrap=name != "outcome")
     for entry in entries:
         shape = ""
         if entry.shape is not None:
             shape = " " + "×".join(map(str, entry.shape)) if entry.shape else " scalar"
-        table.add_row(str(entry.seq), entry.time[:19].replace("T", " "), entry.event, _short(entry.task, 14),
-                      _short(entry.analysis, 20), _short(entry.requester, 20), _short(entry.dataset, 20),
-                      _short(entry.kind + shape, 20), _short(entry.recipient, 20), f"{entry.bytes:,}",
-                      _short(entry.outcome, 40))
+        cells = {"seq": str(entry.seq), "time": entry.time[11:19] if compact else entry.time[:19].replace("T", " "),
+                 "event": entry.event, "task": _short(entry.task, 14), "analysis": _short(entry.analysis, 20),
+                 "requester": _short(entry.requester, 20), "dataset": _short(entry.dataset, 20),
+                 "kind/shape": _short(entry.kind + shape, 20), "recipient": _short(entry.recipient, 20),
+                 "bytes": f"{entry.bytes:,}", "outcome": _short(entry.outcome, 40)}
+        table.add_row(*(cells[name] for name in names))
     return table

@@ -186,7 +186,7 @@ class Station:
             self._report(task, "failed", f"internal error at {self.config.party}: {type(exc).__name__}: {exc}")
             self.on_event("bug", {"trace": traceback.format_exc()})
             return
-        self.audit_event(task, "task-done", outcome=json.dumps(outcome)[:400])
+        self.audit_event(task, "task-done", outcome=", ".join(f"{key} {value}" for key, value in outcome.items()))
         self._report(task, "done")
 
     def _await_decision(self, task: dict[str, Any]) -> dict[str, Any]:
