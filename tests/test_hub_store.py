@@ -1,0 +1,79 @@
+"""The hub's store through SQLAlchemy: the same code on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from prana.hub.store import Store
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    """A throw-away PostgreSQL cluster run as the `postgres` user (initdb refuses root)."""
+    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("runuser")):
+        pytest.skip("PostgreSQL server binaries are not installed on this machine")
+    if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+        pytest.skip("there is no postgres user to run the server as")
+    root = tmp_path_factory.mktemp("pg")
+    data = root / "data"
+    shutil.chown(root, "postgres")
+    root.chmod(0o755)
+    for parent in root.parents:          # the postgres user must be able to reach the folder
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    port = _free_port()
+    run = lambda *args: subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True,
+                                       timeout=120)
+    made = run("initdb", "-D", str(data), "--auth=trust", "-U", "postgres")
+    if made.returncode != 0:
+        pytest.skip(f"initdb failed here: {made.stderr.strip()[:200]}")
+    started = run("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                  f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+
+
+def _exercise(url: str) -> None:
+    store = Store(url)
+    task = store.create(analysis="compare", requester="bank", parameters={"anonymity": 5},
+                        stations={"authority": "incomes", "insurer": "claims"}, recipients=["bank"], timeout=60)
+    assert {item["id"] for item in store.claim_new("authority")} == {task["id"]}
+    assert store.claim_new("authority") == []
+    store.report(task["id"], "authority", state="running", progress={"step": "run", "done": 1, "total": 3})
+    assert store.get(task["id"])["state"] == "running"
+    store.report(task["id"], "authority", state="done")
+    assert store.get(task["id"])["state"] == "submitted"           # the insurer has not started yet
+    store.report(task["id"], "insurer", state="refused", reason="no policy")
+    view = Store(url).get(task["id"])                               # a fresh connection: nothing was lost
+    assert view["state"] == "refused" and view["reason"] == "insurer: no policy"
+    late = store.create(analysis="compare", requester="bank", parameters={}, stations={"authority": "incomes"},
+                        recipients=["bank"], timeout=0.01)
+    time.sleep(0.05)
+    assert late["id"] in store.expire()
+    assert store.get(late["id"])["reason"] == "station authority did not answer in time"
+    assert store.cancel(task["id"], "mallory", "x") is None
+
+
+def test_store_on_sqlite(tmp_path: Path):
+    _exercise(f"sqlite:///{tmp_path / 'hub.db'}")
+
+
+@pytest.mark.slow
+def test_store_on_postgresql(postgres_url: str):
+    _exercise(postgres_url)
