@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from prana.config import Federation
 from prana.engine.local import local_federation
 from prana.errors import PolicyViolation, PranaError, ProtocolError
 from prana.hub.client import Client
-from prana.hub.server import hub_config
 from prana.pki import KeyPair, issue_certificate
 
 
 @pytest.fixture
 def hub(tmp_path: Path):
-    federation = Federation.load(local_federation(tmp_path / "fed", ["hub", "authority", "bank"]))
-    server = uvicorn.Server(hub_config(federation, "hub", database=None, state_dir=tmp_path / "hub",
-                                       expire_every=0.2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """The hub as its own OS process (`prana hub start`), over mutual TLS."""
+    import socket
+    import subprocess
+    import sys
+
+    federation_path = local_federation(tmp_path / "fed", ["hub", "authority", "bank"])
+    federation = Federation.load(federation_path)
+    src = Path(__file__).resolve().parents[1] / "src"
+    process = subprocess.Popen([sys.executable, "-m", "prana", "hub", "start", "--federation", str(federation_path),
+                                "--state", str(tmp_path / "hub")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    host, port = federation.party("hub").address.rsplit(":", 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
     yield federation, "https://" + federation.party("hub").address
-    server.should_exit = True
-    thread.join(timeout=10)
+    process.kill()
+    process.wait(timeout=10)
 
 
 def test_a_task_moves_through_its_states_and_only_its_parties_see_it(hub, tmp_path: Path):
@@ -77,7 +85,7 @@ def test_refusal_reason_reaches_the_analyst_and_a_silent_station_fails_the_task(
 def test_a_foreign_certificate_is_refused(hub, tmp_path: Path):
     federation, url = hub
     other = Federation.load(local_federation(tmp_path / "other", ["bank", "x"]))
-    with pytest.raises(ProtocolError, match="cannot reach the hub"):
+    with pytest.raises(PranaError, match="cannot reach the hub"):
         Client(url, federation=federation, me="bank", certificate=other.certificate_path("bank"),
                private_key=other.private_key_path("bank")).tasks()
 

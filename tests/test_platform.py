@@ -32,6 +32,8 @@ federation = "{federation}"
 hub = "{hub}"
 state_dir = "state"
 policy = "policy.toml"
+api = "{api}"
+operators = ["alice"]
 
 [datasets.incomes]
 path = "incomes.csv"
@@ -77,6 +79,12 @@ recipients = ["analyst"]
 """
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _wait_port(address: str, timeout: float = 30) -> None:
     host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + timeout
@@ -100,7 +108,8 @@ def platform(tmp_path: Path):
     table = pd.DataFrame({"person_id": [f"P{index:05d}" for index in range(1200)],
                           "income": rng.integers(0, 100_000, 1200)})
     table.to_csv(station_dir / "incomes.csv", index=False)
-    (station_dir / "station.toml").write_text(STATION.format(federation=federation_path, hub=hub))
+    api = f"127.0.0.1:{_free_port()}"
+    (station_dir / "station.toml").write_text(STATION.format(federation=federation_path, hub=hub, api=api))
     (station_dir / "policy.toml").write_text(POLICY)
     env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(tmp_path / "logs")}
     commands = {
@@ -125,7 +134,7 @@ def platform(tmp_path: Path):
     start("station")
     _wait_port(federation.party("hub").address)
     yield {"federation": federation, "hub": hub, "station": station_dir, "table": table, "env": env,
-           "tmp": tmp_path, "start": start, "kill": kill}
+           "tmp": tmp_path, "start": start, "kill": kill, "api": api}
     for process in processes.values():
         if process.poll() is None:
             process.kill()
@@ -334,3 +343,49 @@ def test_the_demo_runs_end_to_end(tmp_path: Path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "MISMATCH" not in done.stdout and "hash chain: intact" in done.stdout
     assert done.stdout.count(" ok ") >= 6
+
+
+def test_an_operator_rejects_through_the_station_api(platform):
+    import ssl
+
+    import httpx
+
+    from prana.pki import KeyPair, issue_certificate
+
+    federation = platform["federation"]
+    ca = KeyPair(federation.ca_path, federation.root / "ca-key.pem")
+    users = {name: issue_certificate(ca, platform["tmp"] / "users", name, [], client_only=True)
+             for name in ("alice", "mallory")}
+
+    def api(name: str) -> httpx.Client:
+        context = ssl.create_default_context(cafile=str(federation.ca_path))
+        context.load_cert_chain(str(users[name].certificate), str(users[name].private_key))
+        return httpx.Client(base_url=f"https://{platform['api']}", verify=context, trust_env=False, timeout=30)
+
+    _wait_port(platform["api"])
+    errors: list = []
+
+    def bank() -> None:
+        with Client(platform["hub"], federation=federation, me="bank") as client:
+            try:
+                submit_and_ask(client, federation, "bank", station="authority", dataset="reviewed",
+                               claims=_claims(platform["table"]), value_column="income", anonymity=500, timeout=120)
+            except PolicyViolation as exc:
+                errors.append(str(exc))
+
+    thread = threading.Thread(target=bank)
+    thread.start()
+    with api("alice") as alice, api("mallory") as mallory:
+        deadline = time.monotonic() + 60
+        pending: list = []
+        while time.monotonic() < deadline and not pending:
+            pending = alice.get("/pending").json()
+            time.sleep(0.2)
+        assert mallory.get("/pending").status_code == 403
+        task_id = pending[0]["task"]
+        assert alice.post(f"/tasks/{task_id}/reject", json={"reason": "not this month"}).status_code == 200
+        thread.join(timeout=60)
+        assert errors and "rejected by the operator of authority: not this month" in errors[0]
+        assert alice.get("/audit/verify").json()["ok"] is True
+        events = [entry["event"] for entry in alice.get("/audit").json() if entry["task"] == task_id]
+        assert events == ["task-received", "awaiting-approval", "rejected"]

@@ -54,6 +54,11 @@ def station_start(config: Path = CONFIG,
 
     station = Station(StationConfig.load(config), on_event=event)
     console.print(f"station {station.config.party} polling {station.config.hub}")
+    if station.config.api:
+        from prana.station.api import start_station_api
+
+        start_station_api(station, station.config.api)
+        console.print(f"operators' API on https://{station.config.api} for {', '.join(station.config.operators)}")
     station.run(threading.Event(), max_tasks=tasks)
 
 

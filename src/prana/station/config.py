@@ -7,6 +7,8 @@
     hub = "https://127.0.0.1:8443"
     state_dir = "state"                       # audit log, approvals, work files
     policy = "policy.toml"
+    api = "127.0.0.1:61100"                   # optional: the operators' API (approvals, audit)
+    operators = ["alice"]                     # certificate names allowed to use it
 
     [datasets.incomes]
     path = "incomes.csv"                      # a CSV or Parquet file ...
@@ -104,6 +106,8 @@ class StationConfig(BaseModel):
     hub: str | None = None
     state_dir: str = "state"
     policy: str | None = None
+    api: str | None = Field(default=None, description="host:port of the operators' API (off when unset)")
+    operators: list[str] = Field(default_factory=list, description="certificate names allowed to use the API")
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     root: Path = Field(default=Path("."), exclude=True)
     rules: dict[str, PolicyRule] = Field(default_factory=dict, exclude=True)
