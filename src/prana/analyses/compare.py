@@ -87,8 +87,8 @@ def secure_answers(tag1, tag2, values, probe1, probe2, claims, relation):
         right = jnp.stack([probe1, tag1[:, 0], probe2, second, claims, value])
     else:
         match = tag1 == probe1[:, None]
-        value = jnp.sum(jnp.where(match, values, 0), axis=1)
-        second = jnp.sum(jnp.where(match, tag2, 0), axis=1)
+        value = jnp.sum(jnp.where(match, values, 0), axis=1, dtype=jnp.int32)
+        second = jnp.sum(jnp.where(match, tag2, 0), axis=1, dtype=jnp.int32)
         found_first = jnp.any(match, axis=1)
         left = jnp.stack([second, probe2, value, claims])
         right = jnp.stack([probe2, second, claims, value])

@@ -16,9 +16,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
 from prana.errors import InputValidationError
+
+# Secure programs declare int64/float64 inputs for the 64-bit ring. Without x64, jax would silently trace
+# them as 32-bit, so the plaintext oracle would wrap where the ring does not, and the compiled program would
+# expect other dtypes than the shares carry. prana therefore runs jax with 64-bit types enabled.
+jax.config.update("jax_enable_x64", True)
 
 RING_DTYPES = {32: ("int32", "float32"), 64: ("int64", "float64")}
 
