@@ -102,3 +102,28 @@ def test_a_hundred_concurrent_status_polls(hub):
     with ThreadPoolExecutor(max_workers=25) as pool:
         states = list(pool.map(poll, range(100)))
     assert states == ["submitted"] * 100
+
+
+def test_sealed_results_reach_only_their_recipient(hub, tmp_path: Path):
+    import sqlite3
+
+    from prana.errors import MalformedMessage
+    from prana.hub.sealing import seal, unseal
+
+    federation, url = hub
+    bank_pem = federation.certificate_path("bank").read_bytes()
+    with Client(url, federation=federation, me="bank") as bank, \
+            Client(url, federation=federation, me="authority") as authority:
+        task = bank.submit("kmeans", stations={"authority": "incomes"}, recipients=["bank"])
+        authority.deliver(task["id"], "bank", "centroids", b"secret centroids", bank_pem)
+        assert bank.results(task["id"]) == {"centroids": b"secret centroids"}
+        assert authority.results(task["id"]) == {}                      # not addressed to the station
+        with pytest.raises(ProtocolError, match="cannot deliver results"):
+            bank.deliver(task["id"], "bank", "centroids", b"forged", bank_pem)   # only the task's stations deliver
+    rows = sqlite3.connect(tmp_path / "hub" / "hub.db").execute("SELECT sealed FROM results").fetchall()
+    assert rows and all(b"secret centroids" not in bytes(row[0]) for row in rows)   # the hub holds ciphertext only
+    sealed = seal(bank_pem, b"x", context=b"t1/a")
+    with pytest.raises(MalformedMessage, match="another task"):
+        unseal(federation.private_key_path("bank").read_bytes(), sealed, context=b"t2/a")
+    with pytest.raises(MalformedMessage, match="addressed to someone else"):
+        unseal(federation.private_key_path("authority").read_bytes(), sealed, context=b"t1/a")

@@ -167,6 +167,13 @@ def test_the_trust_tester_runs_through_hub_and_station(platform):
     sent = [entry for entry in entries if entry.event in ("shares-sent", "output-sent")]
     assert sent and all(entry.recipient == "bank" and entry.bytes > 0 for entry in sent)
     assert _audit(platform).verify().ok
+    common = ["--hub", platform["hub"], "--federation", str(platform["federation"].file), "--as", "bank"]
+    status = subprocess.run([sys.executable, "-m", "prana", "task", "status", task["id"], *common],
+                            capture_output=True, text=True, env={**platform["env"], "COLUMNS": "120"}, timeout=60)
+    assert status.returncode == 0 and "done" in status.stdout and "authority" in status.stdout
+    result = subprocess.run([sys.executable, "-m", "prana", "task", "result", task["id"], *common],
+                            capture_output=True, text=True, env={**platform["env"], "COLUMNS": "120"}, timeout=60)
+    assert result.returncode == 0 and "inside the secure session" in result.stdout
 
 
 def test_a_policy_refusal_reaches_the_analyst_and_nothing_is_sent(platform):

@@ -17,5 +17,14 @@ from prana.errors import (  # noqa: E402  (curated re-exports only; importing pr
     ProtocolError,
 )
 
-__all__ = ["__version__", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation", "ProtocolError",
+def __getattr__(name: str):
+    """`prana.Client` without importing the HTTP stack when it is not used."""
+    if name == "Client":
+        from prana.hub.client import Client
+
+        return Client
+    raise AttributeError(f"module 'prana' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "Client", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation", "ProtocolError",
            "MalformedMessage", "PeerAborted", "PeerTimeout"]

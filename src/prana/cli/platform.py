@@ -190,3 +190,26 @@ def task_status(task_id: str = typer.Argument(...), hub: str = HUB, federation: 
     console.print(table)
     if task["reason"]:
         console.print(f"reason: {task['reason']}")
+
+
+@task_app.command("result")
+def task_result(task_id: str = typer.Argument(...), hub: str = HUB, federation: Path = FEDERATION,
+                me: str = AS_PARTY,
+                out: Path = typer.Option(Path("."), "--out", help="Folder to write the results into.")) -> None:
+    """Fetch the results of a task that are addressed to you, and open them with your key."""
+    from prana.hub.client import Client
+
+    with Client(hub, federation=federation, me=me) as client:
+        task = client.status(task_id)
+        results = client.results(task_id)
+    if not results:
+        if task["analysis"] == "compare":
+            console.print("compare delivers its answers to the requester inside the secure session: "
+                          "`prana task submit` wrote them to its --out file")
+            return
+        raise PranaError(f"task {task_id} ({task['state']}) has no results for {me} yet")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, payload in results.items():
+        path = out / f"{task_id}-{name}"
+        path.write_bytes(payload)
+        console.print(f"{name}: {len(payload):,} bytes -> {path}")

@@ -8,6 +8,8 @@ federation CA); the certificate's common name is the analyst's or station's name
     GET     /station/tasks?wait=S         station        long poll: tasks newly addressed to this station
     POST    /tasks/{id}/report            station        the station's state, reason, progress, endpoint
     POST    /tasks/{id}/cancel            requester      give up: the task fails with the requester's reason
+    PUT     /tasks/{id}/results/{r}/{n}   station        a result sealed to recipient r (the hub cannot open it)
+    GET     /tasks/{id}/results           recipient      the sealed results addressed to the caller
 
 The hub never receives data, shares, keys or results: analyses deliver results to their recipients
 directly (in the MPC session) or sealed to the recipient.
@@ -16,6 +18,8 @@ directly (in the MPC session) or sealed to the recipient.
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -120,6 +124,23 @@ def create_app(store: Store, *, known: set[str] | None = None, expire_every: flo
         if task is None:
             raise HTTPException(404, f"there is no task {task_id} of yours")
         return task
+
+    @app.put("/tasks/{task_id}/results/{recipient}/{name}", status_code=204)
+    async def put_result(task_id: str, recipient: str, name: str, request: Request) -> None:
+        sender = peer(request)
+        sealed = await request.body()
+        if len(sealed) > 256 * 1024 * 1024 or not re.fullmatch(NAME, name):
+            raise HTTPException(422, "a result needs a plain name and at most 256 MiB")
+        stored = await asyncio.to_thread(store.put_result, task_id, sender, recipient, name, sealed)
+        if not stored:
+            raise HTTPException(403, f"{sender} cannot deliver results of task {task_id} to {recipient}")
+
+    @app.get("/tasks/{task_id}/results")
+    async def get_results(task_id: str, request: Request) -> list[dict[str, Any]]:
+        recipient = peer(request)
+        rows = await asyncio.to_thread(store.results, task_id, recipient)
+        return [{"name": row["name"], "sender": row["sender"], "sealed": base64.b64encode(row["sealed"]).decode()}
+                for row in rows]
 
     @app.post("/tasks/{task_id}/report")
     async def report(task_id: str, body: StationReport, request: Request) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class Client:
         if not Path(certificate).is_file() or not Path(str(private_key)).is_file():
             raise ConfigError(f"the certificate or key of {me!r} is missing")
         self.hub, self.me = hub.rstrip("/"), me
+        self._key = str(private_key)
         context = ssl.create_default_context(cafile=str(loaded.ca_path))
         try:
             context.load_cert_chain(str(certificate), str(private_key))
@@ -105,10 +106,42 @@ class Client:
     def cancel(self, task_id: str, reason: str) -> dict[str, Any]:
         return self._call("POST", f"/tasks/{task_id}/cancel", json={"reason": reason[:1000]})
 
+    def results(self, task_id: str) -> dict[str, bytes]:
+        """The results of `task_id` addressed to me, opened with my private key."""
+        import base64
+
+        from prana.hub.sealing import unseal
+
+        rows = self._call("GET", f"/tasks/{task_id}/results")
+        key = Path(self._key).read_bytes()
+        return {row["name"]: unseal(key, base64.b64decode(row["sealed"]), context=f"{task_id}/{row['name']}".encode())
+                for row in rows}
+
     # -- stations ---------------------------------------------------------------------------------------------
 
     def poll(self, wait: float = 20.0) -> list[dict[str, Any]]:
         return self._call("GET", "/station/tasks", params={"wait": wait}, timeout=wait + 15)
+
+    def deliver(self, task_id: str, recipient: str, name: str, payload: bytes, certificate_pem: bytes) -> None:
+        """Seal `payload` to the recipient's certificate and leave it at the hub."""
+        from prana.hub.sealing import seal
+
+        sealed = seal(certificate_pem, payload, context=f"{task_id}/{name}".encode())
+        response = self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
+        del response
+
+    def _call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise PeerAborted(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:200]
+            raise ProtocolError(f"the hub refused the request: {detail}", peer="hub")
+        return response
 
     def report(self, task_id: str, state: str, *, reason: str = "", progress: dict[str, Any] | None = None,
                endpoint: str | None = None, retry_for: float = 120.0) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy import Float, ForeignKey, LargeBinary, String, Text, create_engine, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 TERMINAL = ("done", "failed", "refused")
@@ -68,6 +68,19 @@ class TaskStation(Base):
     def view(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "state": self.state, "reason": self.reason,
                 "progress": json.loads(self.progress), "endpoint": self.endpoint, "updated": self.updated}
+
+
+class SealedResult(Base):
+    """A result sealed by a station to one recipient (`prana.hub.sealing`); the hub cannot open it."""
+
+    __tablename__ = "results"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(64))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[float] = mapped_column(Float, default=now)
 
 
 def overall_state(parts: list[TaskStation]) -> tuple[str, str]:
@@ -165,6 +178,22 @@ class Store:
                         part.state, part.reason = "failed", "cancelled by the requester"
                 task.state, task.reason, task.updated = "failed", f"{requester}: {reason}"[:1000], now()
             return task.view()
+
+    def put_result(self, task_id: str, sender: str, recipient: str, name: str, sealed: bytes) -> bool:
+        """Store a sealed result from one of the task's stations for one of its recipients."""
+        with self.session() as db, db.begin():
+            task = db.get(Task, task_id)
+            if task is None or sender not in {part.station for part in task.parts} \
+                    or recipient not in json.loads(task.recipients):
+                return False
+            db.merge(SealedResult(task_id=task_id, recipient=recipient, name=name, sender=sender, sealed=sealed))
+            return True
+
+    def results(self, task_id: str, recipient: str) -> list[dict[str, Any]]:
+        with self.session() as db:
+            rows = db.scalars(select(SealedResult).where(SealedResult.task_id == task_id,
+                                                         SealedResult.recipient == recipient)).all()
+            return [{"name": row.name, "sender": row.sender, "sealed": row.sealed} for row in rows]
 
     def expire(self) -> list[str]:
         """Fail every unfinished task past its deadline; the reason names the stations that did not finish."""
