@@ -76,9 +76,32 @@ def test_secure_vertical_kmeans_equals_plaintext_across_three_processes(committe
     blocks = [data[:, 4 * i: 4 * i + 4] for i in range(3)]
     quantised = np.concatenate([Standardiser.fit(block, ["x"] * 4, "t").quantise(block) for block in blocks], axis=1)
     centroids, counts, labels = lloyd(quantised, quantised[:k], iterations)
+    # The ring arithmetic is exact except the k x d fixed-point divisions (ABY3 truncates probabilistically),
+    # so a centroid may differ by one quantisation unit (1/4096 of a standard deviation) at a rounding tie.
     secure = np.concatenate([np.array(results["a"][f"centroids_{p}"]) for p in "abc"], axis=1)
-    np.testing.assert_array_equal(secure, np.asarray(centroids))
-    assert results["a"]["sizes"] == np.asarray(counts).tolist()
-    for party in "abc":
-        assert results[party]["labels"] == np.asarray(labels).tolist()     # each party: the labels of its rows
+    assert np.abs(secure - np.asarray(centroids)).max() <= 1
+    assert np.abs(np.array(results["a"]["sizes"]) - np.asarray(counts)).max() <= persons // 1000
+    for party in "abc":                                               # each party: the labels of its rows
+        assert (np.array(results[party]["labels"]) == np.asarray(labels)).mean() >= 0.999
     assert set(results["b"]) - {"returncode"} == {"labels"} == set(results["c"]) - {"returncode"}   # nothing else
+
+
+def test_the_fixed_point_division_keeps_large_cluster_means_accurate():
+    """A kernel check in SPU's in-process simulator: a plain a / b loses quotients of large sums (at 100,000
+    persons the centroids came out wrong), `_divide` must stay within 0.5 of the exact mean."""
+    import jax.numpy as jnp
+    from spu import libspu
+    from spu.utils import simulation
+
+    from prana.analyses.kmeans import _divide
+
+    config = libspu.RuntimeConfig(protocol=libspu.ProtocolKind.ABY3, field=libspu.FieldType.FM64)
+    config.fxp_fraction_bits = 18
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 200_000, size=8)
+    sums = (rng.normal(0, 6_000, size=(8, 12)) * counts[:, None]).astype(np.int64)   # means of a few sigma
+    secure = np.asarray(simulation.sim_jax(simulation.Simulator(3, config), _divide)(sums, counts))
+    assert np.abs(secure - sums / counts[:, None]).max() < 0.5
+    naive = np.asarray(simulation.sim_jax(simulation.Simulator(3, config),
+                                          lambda a, b: a.astype(jnp.float64) / b.astype(jnp.float64)[:, None])(sums, counts))
+    assert np.abs(naive - sums / counts[:, None]).max() > 0.5      # the failure this guards against

@@ -12,7 +12,7 @@ iteration is the division of k x d sums by k counts:
     score[n, j]  = |c_j|^2 - 2 <x_n, c_j>             (|x_n|^2 is the same for every j: left out)
     one_hot[n]   = tournament over j of score[n, j]    (k - 1 secure comparisons per row, exact)
     counts[j]    = sum_n one_hot[n, j];  sums[j] = sum_n one_hot[n, j] x_n
-    c_j          = round(sums[j] / counts[j])          (kept if the cluster is empty)
+    c_j          = round(sums[j] / counts[j])           (kept if the cluster is empty; see _divide)
 
 With integers the secure run equals the plaintext run of the same function exactly (tested), and it avoids
 the N x k truncations a fixed-point distance matrix would cost.
@@ -35,6 +35,7 @@ from prana.errors import InputValidationError
 
 SCALE_BITS = 12
 SCALE = 1 << SCALE_BITS
+RECIPROCAL_SCALE = float(1 << 16)
 QUANTISED_LIMIT = 1 << 20      # |x_std| <= 256 standard deviations; keeps every score inside the ring
 
 
@@ -80,6 +81,20 @@ def assign(points: jnp.ndarray, centroids: jnp.ndarray) -> jnp.ndarray:
     return jnp.stack(one_hot, axis=1)
 
 
+def _divide(sums: jnp.ndarray, counts: jnp.ndarray) -> jnp.ndarray:
+    """sums / counts (integers) in SPU fixed point, accurate to about 0.1 for sums up to 2^40.
+
+    A plain fixed-point division loses large quotients: it multiplies by 1/count, and 1/40,000 is only 6
+    units of 2^-18. Scaling both sides by 2^16 does not help on its own, because the compiler folds the two
+    constants back into a plain division. Splitting the sums into their high and low 16 bits keeps every
+    factor in range: mean = hi * (2^16 / count) + (lo / 2^16) * (2^16 / count).
+    """
+    inverse = (RECIPROCAL_SCALE / jnp.maximum(counts, 1).astype(jnp.float64))[:, None]
+    high = sums // int(RECIPROCAL_SCALE)
+    low = sums - high * int(RECIPROCAL_SCALE)
+    return high.astype(jnp.float64) * inverse + (low.astype(jnp.float64) / RECIPROCAL_SCALE) * inverse
+
+
 def lloyd(points: jnp.ndarray, centroids: jnp.ndarray, iterations: int) -> tuple[jnp.ndarray, jnp.ndarray,
                                                                                  jnp.ndarray]:
     """`iterations` Lloyd steps on integer points; returns centroids, counts and labels (after the last step)."""
@@ -87,7 +102,7 @@ def lloyd(points: jnp.ndarray, centroids: jnp.ndarray, iterations: int) -> tuple
     for _ in range(iterations):
         counts = jnp.sum(one_hot, axis=0)
         sums = one_hot.T @ points
-        mean = sums.astype(jnp.float64) / jnp.maximum(counts, 1).astype(jnp.float64)[:, None]
+        mean = _divide(sums, counts)
         centroids = jnp.where(counts[:, None] > 0, jnp.round(mean).astype(points.dtype), centroids)
         one_hot = assign(points, centroids)
     labels = one_hot @ jnp.arange(centroids.shape[0], dtype=points.dtype)
