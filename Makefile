@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare.py
+	$(BIN)/python benchmarks/kmeans.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
