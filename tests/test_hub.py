@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from prana.config import Federation
-from prana.engine.local import local_federation
+from prana.engine.local import local_federation, wait_for_port
 from prana.errors import PolicyViolation, PranaError, ProtocolError
 from prana.hub.client import Client
 from prana.pki import KeyPair, issue_certificate
@@ -18,7 +18,6 @@ from prana.pki import KeyPair, issue_certificate
 @pytest.fixture
 def hub(tmp_path: Path):
     """The hub as its own OS process (`prana hub start`), over mutual TLS."""
-    import socket
     import subprocess
     import sys
 
@@ -28,14 +27,7 @@ def hub(tmp_path: Path):
     process = subprocess.Popen([sys.executable, "-m", "prana", "hub", "start", "--federation", str(federation_path),
                                 "--state", str(tmp_path / "hub")], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
-    host, port = federation.party("hub").address.rsplit(":", 1)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_for_port(federation.party("hub").address, 30)
     yield federation, "https://" + federation.party("hub").address
     process.kill()
     process.wait(timeout=10)

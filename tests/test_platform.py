@@ -18,7 +18,7 @@ import pytest
 from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
 from prana.analyses.compare_platform import submit_and_ask
 from prana.config import Federation
-from prana.engine.local import local_federation
+from prana.engine.local import local_federation, wait_for_port
 from prana.errors import PolicyViolation
 from prana.hub.client import Client
 from prana.station.audit import AuditLog
@@ -86,15 +86,8 @@ def _free_port() -> int:
 
 
 def _wait_port(address: str, timeout: float = 30) -> None:
-    host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(address)
+    if not wait_for_port(address, timeout):
+        raise TimeoutError(address)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ progress, prints what the bank learns, prints the station's audit log, and shuts
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,25 +45,13 @@ approval = "auto"
 """
 
 
-def _wait_port(address: str, timeout: float = 60) -> None:
-    host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise PranaError(f"the hub did not start listening on {address} within {timeout:g} s")
-
-
 def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) -> None:
     from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
     from prana.analyses.compare_platform import submit_and_ask
     from prana.analyses.tables import read_table
     from prana.config import Federation
     from prana.datasets.incomes import write_demo_files
-    from prana.engine.local import local_federation
+    from prana.engine.local import local_federation, wait_for_port
     from prana.hub.client import Client
     from prana.station.audit import AuditLog, audit_table
 
@@ -88,7 +75,8 @@ def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) ->
             log = open(root / f"{name}.log", "w")
             processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        _wait_port(federation.party("hub").address)
+        if not wait_for_port(federation.party("hub").address, 60):
+            raise PranaError(f"the hub did not start listening on {federation.party('hub').address} within 60 s")
         console.print(f"hub at {hub}, station 'authority' polling it (each its own process, mutual TLS)")
         started = time.perf_counter()
         with Client(hub, federation=federation, me="bank") as client, Progress(

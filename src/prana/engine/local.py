@@ -37,6 +37,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(address: str, timeout: float = 30.0) -> bool:
+    """Wait until something accepts TCP connections at host:port; False if nothing did in time."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def local_federation(directory: Path | str, parties: list[str], *, name: str = "local") -> Path:
     """A fresh federation (CA, keys, certificates) for `parties` on 127.0.0.1 with free ports."""
     from prana.pki import create_federation

@@ -48,6 +48,11 @@ class Client:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call_raw(method, path, **kwargs).json()
+
+    def _call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a network failure is PeerAborted or PeerTimeout, a refusal ProtocolError with the hub's
+        reason."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -62,7 +67,7 @@ class Client:
             if isinstance(detail, list):
                 detail = "; ".join(f"{'.'.join(map(str, item.get('loc', [])))}: {item.get('msg')}" for item in detail)
             raise ProtocolError(f"the hub refused the request: {detail}", peer="hub")
-        return response.json()
+        return response
 
     # -- analysts ---------------------------------------------------------------------------------------------
 
@@ -127,21 +132,7 @@ class Client:
         from prana.hub.sealing import seal
 
         sealed = seal(certificate_pem, payload, context=f"{task_id}/{name}".encode())
-        response = self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
-        del response
-
-    def _call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise PeerAborted(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:200]
-            raise ProtocolError(f"the hub refused the request: {detail}", peer="hub")
-        return response
+        self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
 
     def report(self, task_id: str, state: str, *, reason: str = "", progress: dict[str, Any] | None = None,
                endpoint: str | None = None, retry_for: float = 120.0) -> dict[str, Any]:
