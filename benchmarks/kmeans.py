@@ -46,7 +46,7 @@ console = Console()
 def plaintext(data: np.ndarray, k: int, iterations: int) -> tuple[dict[str, float], np.ndarray]:
     standardised = (data - data.mean(0)) / data.std(0)
     started = time.perf_counter()
-    model = KMeans(n_clusters=k, init=standardised[:k], n_init=1, max_iter=iterations, tol=0,
+    KMeans(n_clusters=k, init=standardised[:k], n_init=1, max_iter=iterations, tol=0,
                    algorithm="lloyd").fit(standardised)
     sklearn_seconds = time.perf_counter() - started
     started = time.perf_counter()

@@ -180,26 +180,41 @@ def test_a_policy_refusal_reaches_the_analyst_and_nothing_is_sent(platform):
     assert all(entry.bytes == 0 for entry in entries)
 
 
-def test_manual_approval_from_the_command_line(platform):
-    claims = _claims(platform["table"])
+def _ask_in_background(platform: dict, claims: Claims, timeout: float) -> tuple[threading.Thread, dict]:
+    """The bank submits `claims` against the manually approved dataset from a thread; the outcome dict gets
+    "task" and "answers", or "error" (a PolicyViolation's sentence)."""
     outcome: dict = {}
 
     def bank() -> None:
         with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
-            outcome["task"], outcome["answers"] = submit_and_ask(
-                client, platform["federation"], "bank", station="authority", dataset="reviewed", claims=claims,
-                value_column="income", anonymity=500, timeout=120)
+            try:
+                outcome["task"], outcome["answers"] = submit_and_ask(
+                    client, platform["federation"], "bank", station="authority", dataset="reviewed",
+                    claims=claims, value_column="income", anonymity=500, timeout=timeout)
+            except PolicyViolation as exc:
+                outcome["error"] = str(exc)
 
     thread = threading.Thread(target=bank)
     thread.start()
+    return thread, outcome
+
+
+def _wait_for_approval_request(platform: dict, timeout: float = 60) -> str:
+    """The id of the first task waiting for approval at the station."""
     approvals = platform["station"] / "state" / "approvals"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not list(approvals.glob("*.json")):
         time.sleep(0.2)
+    return json.loads(next(approvals.glob("*.json")).read_text())["task"]
+
+
+def test_manual_approval_from_the_command_line(platform):
+    claims = _claims(platform["table"])
+    thread, outcome = _ask_in_background(platform, claims, timeout=120)
+    task_id = _wait_for_approval_request(platform)
     pending = subprocess.run([sys.executable, "-m", "prana", "station", "pending", "--config",
                               str(platform["station"] / "station.toml")], capture_output=True, text=True,
                              env=platform["env"], timeout=60)
-    task_id = json.loads(next(approvals.glob("*.json")).read_text())["task"]
     assert task_id in pending.stdout and "bank" in pending.stdout
     time.sleep(1.0)
     assert "answers" not in outcome                     # nothing runs before the approval
@@ -280,22 +295,9 @@ def test_a_station_killed_mid_task_fails_the_task_everywhere(platform):
 
 def test_a_hub_restart_during_a_task_loses_nothing(platform):
     claims = _claims(platform["table"])
-    outcome: dict = {}
-
-    def bank() -> None:
-        with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
-            outcome["task"], outcome["answers"] = submit_and_ask(
-                client, platform["federation"], "bank", station="authority", dataset="reviewed", claims=claims,
-                value_column="income", anonymity=500, timeout=180)
-
-    thread = threading.Thread(target=bank)
-    thread.start()
-    approvals = platform["station"] / "state" / "approvals"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(approvals.glob("*.json")):
-        time.sleep(0.2)
+    thread, outcome = _ask_in_background(platform, claims, timeout=180)
+    task_id = _wait_for_approval_request(platform)
     platform["kill"]("hub")                         # the task waits for approval while the hub is down
-    task_id = json.loads(next(approvals.glob("*.json")).read_text())["task"]
     subprocess.run([sys.executable, "-m", "prana", "station", "approve", task_id, "--config",
                     str(platform["station"] / "station.toml")], check=True, capture_output=True,
                    env=platform["env"], timeout=60)
@@ -363,18 +365,7 @@ def test_an_operator_rejects_through_the_station_api(platform):
         return httpx.Client(base_url=f"https://{platform['api']}", verify=context, trust_env=False, timeout=30)
 
     _wait_port(platform["api"])
-    errors: list = []
-
-    def bank() -> None:
-        with Client(platform["hub"], federation=federation, me="bank") as client:
-            try:
-                submit_and_ask(client, federation, "bank", station="authority", dataset="reviewed",
-                               claims=_claims(platform["table"]), value_column="income", anonymity=500, timeout=120)
-            except PolicyViolation as exc:
-                errors.append(str(exc))
-
-    thread = threading.Thread(target=bank)
-    thread.start()
+    thread, outcome = _ask_in_background(platform, _claims(platform["table"]), timeout=120)
     with api("alice") as alice, api("mallory") as mallory:
         deadline = time.monotonic() + 60
         pending: list = []
@@ -385,7 +376,7 @@ def test_an_operator_rejects_through_the_station_api(platform):
         task_id = pending[0]["task"]
         assert alice.post(f"/tasks/{task_id}/reject", json={"reason": "not this month"}).status_code == 200
         thread.join(timeout=60)
-        assert errors and "rejected by the operator of authority: not this month" in errors[0]
+        assert "rejected by the operator of authority: not this month" in outcome["error"]
         assert alice.get("/audit/verify").json()["ok"] is True
         events = [entry["event"] for entry in alice.get("/audit").json() if entry["task"] == task_id]
         assert events == ["task-received", "awaiting-approval", "rejected"]

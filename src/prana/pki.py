@@ -137,13 +137,6 @@ def issue_certificate(ca: KeyPair, directory: Path, name: str, hosts: list[str],
     return pair
 
 
-def certificate_common_name(pem: bytes) -> str:
-    """The CN of a PEM certificate (used to name the peer in audit entries and errors)."""
-    cert = x509.load_pem_x509_certificate(pem)
-    attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attributes[0].value) if attributes else ""
-
-
 def create_federation(directory: Path, name: str, addresses: dict[str, str]) -> Path:
     """Write a new federation into `directory`: CA, one key and certificate per party, federation.toml.
 

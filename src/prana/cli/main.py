@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +22,7 @@ import typer
 from prana import __version__
 from prana.cli import compare as compare_cli
 from prana.cli import platform as platform_cli
-from prana.cli.output import answers_table, console, errors
+from prana.cli.output import console, errors
 from prana.errors import (ConfigError, InputValidationError, PeerTimeout, PolicyViolation, PranaError,
                           ProtocolError)
 

@@ -321,11 +321,7 @@ class Listener:
             pass
 
     def close(self) -> None:
-        self._stop.set()
-        try:
-            self._server.close()
-        except OSError:
-            pass
+        self.stop_accepting()
         self._thread.join(timeout=2)
         for arrival in self._pending:
             arrival.channel.close()

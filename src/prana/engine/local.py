@@ -173,14 +173,6 @@ def error_for(party: str, result: dict[str, Any]) -> PranaError | None:
     return PranaError(f"{party}: {message}")
 
 
-def raise_for(results: dict[str, dict[str, Any]]) -> None:
-    """Raise the first error among child results (in the given order) as the matching PranaError."""
-    for party, result in results.items():
-        error = error_for(party, result)
-        if error is not None:
-            raise error
-
-
 def run_isolated(target: str, kwargs: dict[str, Any], *, party: str, timeout: float,
                  workdir: Path | None = None) -> dict[str, Any]:
     """Run `target(**kwargs)` in a child process and return its result; its failure becomes our exception.

@@ -62,6 +62,7 @@ class SecureProgram:
     ring_bits: int = 64
     fraction_bits: int = 18
     _compiled: Any = field(default=None, repr=False)
+    _digest: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +148,6 @@ class SecureProgram:
     def digest(self) -> str:
         """SHA-256 of the compiled program: committee members check that they run the same thing."""
         executable = self.compile()
-        if getattr(self, "_digest", None) is None:
+        if self._digest is None:
             self._digest = hashlib.sha256(executable.code).hexdigest()
         return self._digest

@@ -494,6 +494,3 @@ def run_input_client(federation: Federation, me: str, committee: list[str], sess
         for channel in channels:
             channel.close()
 
-
-def party_log_hint() -> str:
-    return f"engine logs: {os.environ.get('PRANA_LOG_DIR', 'the prana-logs folder in the temp dir')}"
