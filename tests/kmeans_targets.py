@@ -1,12 +1,9 @@
-"""Party entry points for the k-means tests (each runs in its own OS process)."""
+"""Seeded data for the k-means tests and benchmark."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from prana.analyses.kmeans import Standardiser, vertical_program
-from prana.config import Federation
-from prana.engine.session import CommitteeSession, Timeouts
+import pandas as pd
 
 
 def blobs(persons: int, features: int, k: int, seed: int = 0) -> np.ndarray:
@@ -17,15 +14,31 @@ def blobs(persons: int, features: int, k: int, seed: int = 0) -> np.ndarray:
         0.5, 3.0, features)
 
 
-def vertical_member(federation: str, me: str, committee: list[str], session: str, persons: int, widths: list[int],
-                    k: int, iterations: int, seed: int) -> dict:
-    data = blobs(persons, sum(widths), k, seed)
-    start = sum(widths[: committee.index(me)])
-    mine = data[:, start: start + widths[committee.index(me)]]
-    scaler = Standardiser.fit(mine, [f"f{index}" for index in range(mine.shape[1])], me)
-    quantised = scaler.quantise(mine)
-    program = vertical_program(committee, widths, persons, k, iterations, analyst=committee[0])
-    with CommitteeSession(Federation.load(federation), me, committee, session, {"analysis": "kmeans"},
-                          timeouts=Timeouts(connect=30, step=120)) as party:
-        out = party.run(program, {f"x_{me}": quantised, f"init_{me}": quantised[:k]})
-    return {name: np.asarray(value).tolist() for name, value in out.items()}
+def float_lloyd(points: np.ndarray, init: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain float Lloyd (the textbook algorithm): final centroids and labels."""
+    centroids = np.array(init, dtype=np.float64)
+    for _ in range(iterations):
+        labels = ((points[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+        for j in range(len(centroids)):
+            if (labels == j).any():
+                centroids[j] = points[labels == j].mean(0)
+    return centroids, ((points[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+
+
+def vertical_tables(directory, persons: int, k: int, seed: int, widths=(4, 4, 4), keep=0.9) -> tuple[list, pd.DataFrame]:
+    """One CSV per party with an `id` column: overlapping, unequal id sets in different row orders. Returns the
+    paths and the pooled truth (all columns of every person, indexed by id)."""
+    rng = np.random.default_rng(seed)
+    data = blobs(persons, sum(widths), k, seed) * 7 + 40
+    ids = np.array([f"P{number:07d}" for number in rng.permutation(10 * persons)[:persons]])
+    names = [f"f{index}" for index in range(sum(widths))]
+    pooled = pd.DataFrame(data, columns=names, index=ids)
+    paths, start = [], 0
+    for party, width in zip("abc", widths):
+        rows = rng.permutation(persons)[: int(keep * persons)]
+        frame = pooled.iloc[rows, start: start + width].rename_axis("id").reset_index()
+        path = directory / f"{party}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(path)
+        start += width
+    return paths, pooled

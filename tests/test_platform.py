@@ -339,12 +339,24 @@ def test_audit_tampering_is_detected_from_the_command_line(platform, tamper, mes
 
 
 def test_the_demo_runs_end_to_end(tmp_path: Path):
-    done = subprocess.run([sys.executable, "-m", "prana", "demo", "--persons", "1500", "--claims", "5",
-                           "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "100"})
+    done = subprocess.run([sys.executable, "-m", "prana", "demo", "--scenario", "compare", "--persons", "1500",
+                           "--claims", "5", "--workdir", str(tmp_path / "demo")], capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "100"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "MISMATCH" not in done.stdout and "hash chain: intact" in done.stdout
     assert done.stdout.count(" ok ") >= 6
+
+
+def test_the_clustering_demo_runs_through_hub_and_three_stations(tmp_path: Path):
+    done = subprocess.run([sys.executable, "-m", "prana", "demo", "--scenario", "kmeans", "--families", "2000",
+                           "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "What the researcher learns" in done.stdout and "plaintext check: 100.00%" in done.stdout
+    picture = tmp_path / "demo" / "kmeans" / "clusters.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 20_000
+    hub_rows = (tmp_path / "demo" / "kmeans" / "hub-state" / "hub.db").read_bytes()
+    assert b"household_income" not in hub_rows                     # the hub holds sealed results only
 
 
 def test_an_operator_rejects_through_the_station_api(platform):

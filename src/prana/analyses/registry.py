@@ -20,6 +20,7 @@ from prana.errors import ConfigError
 
 ANALYSES: dict[str, str] = {
     "compare": "prana.analyses.compare_platform",
+    "kmeans": "prana.analyses.kmeans_platform",
 }
 
 
@@ -30,6 +31,7 @@ class StationContext(Protocol):
     me: str
     workdir: Path
     deadline: float
+    min_group_size: int               # the largest minimum group size of the datasets the task reads
 
     def dataset(self, name: str) -> pd.DataFrame: ...
 
@@ -38,6 +40,10 @@ class StationContext(Protocol):
     def running(self, endpoint: str | None = None) -> None: ...
 
     def ended(self) -> bool: ...
+
+    def endpoints(self) -> dict[str, str]: ...
+
+    def deliver(self, recipient: str, name: str, payload: bytes) -> None: ...
 
     def record(self, event: str, *, kind: str = "none", shape: list[int] | None = None, recipient: str = "",
                bytes: int = 0, outcome: str = "") -> None: ...

@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -45,17 +47,42 @@ approval = "auto"
 """
 
 
+@contextmanager
+def services(root: Path, commands: dict[str, list[str]], hub_address: str) -> Iterator[None]:
+    """Start `prana <command>` processes (logs in root/<name>.log), wait for the hub, stop them all at the end."""
+    from prana.engine.local import wait_for_port
+
+    processes = []
+    try:
+        for name, args in commands.items():
+            log = open(root / f"{name}.log", "w")
+            processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        if not wait_for_port(hub_address, 60):
+            raise PranaError(f"the hub did not start listening on {hub_address} within 60 s")
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) -> None:
     from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
     from prana.analyses.compare_platform import submit_and_ask
     from prana.analyses.tables import read_table
     from prana.config import Federation
     from prana.datasets.incomes import write_demo_files
-    from prana.engine.local import local_federation, wait_for_port
+    from prana.engine.local import local_federation
     from prana.hub.client import Client
     from prana.station.audit import AuditLog, audit_table
 
     root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
     station_dir = root / "authority"
     table_path, claims_path = write_demo_files(station_dir, persons, claims)
     federation_path = local_federation(root / "federation", ["hub", "authority", "bank"], name="demo")
@@ -67,16 +94,9 @@ def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) ->
     console.rule("[bold]prana demo[/]: the Trust Tester through a hub and a station")
     console.print(f"The tax authority's station holds {persons:,} incomes. The bank asks whether {claims + 1} "
                   f"customers earn what they claim. Anonymity set k = {anonymity:,}.")
-    processes = []
-    try:
-        for name, args in (("hub", ["hub", "start", "--federation", str(federation_path), "--state",
-                                    str(root / "hub-state")]),
-                           ("station", ["station", "start", "--config", str(station_dir / "station.toml")])):
-            log = open(root / f"{name}.log", "w")
-            processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
-                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        if not wait_for_port(federation.party("hub").address, 60):
-            raise PranaError(f"the hub did not start listening on {federation.party('hub').address} within 60 s")
+    commands = {"hub": ["hub", "start", "--federation", str(federation_path), "--state", str(root / "hub-state")],
+                "station": ["station", "start", "--config", str(station_dir / "station.toml")]}
+    with services(root, commands, federation.party("hub").address):
         console.print(f"hub at {hub}, station 'authority' polling it (each its own process, mutual TLS)")
         started = time.perf_counter()
         with Client(hub, federation=federation, me="bank") as client, Progress(
@@ -108,14 +128,5 @@ def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) ->
         report = log.verify()
         console.print(f"audit log hash chain: {'intact' if report.ok else 'BROKEN'} ({report.entries} entries). "
                       "The hub saw the task and its states, never a claim, an income or an answer.")
-        console.print(f"files in {root}")
         if (answers["plaintext check"] != "ok").any():
             raise PranaError("the secure answers differ from the plaintext answers")
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()

@@ -20,6 +20,7 @@ import click
 import typer
 
 from prana import __version__
+from prana.cli import cluster as cluster_cli
 from prana.cli import compare as compare_cli
 from prana.cli import platform as platform_cli
 from prana.cli.output import console, errors
@@ -51,6 +52,7 @@ federation_app = typer.Typer(no_args_is_help=True, help="Create and inspect fede
                                                         "addresses and their certificates.")
 app.add_typer(federation_app, name="federation")
 app.add_typer(compare_cli.app, name="compare")
+app.add_typer(cluster_cli.app, name="cluster")
 app.add_typer(platform_cli.hub_app, name="hub")
 app.add_typer(platform_cli.station_app, name="station")
 app.add_typer(platform_cli.task_app, name="task")
@@ -120,14 +122,28 @@ def typer_table(*columns: str):
 
 
 @app.command()
-def demo(persons: int = typer.Option(5000, help="Persons in the generated income table."),
-         claims: int = typer.Option(12, help="Claims the bank asks about (plus one unknown person)."),
-         anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="Anonymity set size k."),
+def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (the Trust Tester) or kmeans "
+                                                                 "(secure clustering)."),
+         persons: int = typer.Option(5000, help="compare: persons in the generated income table."),
+         claims: int = typer.Option(12, help="compare: claims the bank asks about (plus one unknown person)."),
+         anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="compare: anonymity set size k."),
+         families: int = typer.Option(10_000, help="kmeans: families known to all three parties (about)."),
          workdir: Optional[Path] = typer.Option(None, help="Keep the generated files here.")) -> None:
-    """The Trust Tester through a hub and a station (separate processes, mutual TLS) on generated data."""
-    from prana.cli.demo import run_demo
+    """Run the concepts through a hub and stations (separate processes, mutual TLS) on generated data."""
+    import tempfile
 
-    run_demo(persons, claims, anonymity, workdir)
+    if scenario not in ("all", "compare", "kmeans"):
+        raise ConfigError(f"--scenario is all, compare or kmeans, not {scenario!r}")
+    root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
+    if scenario in ("all", "compare"):
+        from prana.cli.demo import run_demo
+
+        run_demo(persons, claims, anonymity, root / "compare")
+    if scenario in ("all", "kmeans"):
+        from prana.cli.demo_kmeans import run_kmeans_demo
+
+        run_kmeans_demo(root / "kmeans", families)
+    console.print(f"files in {root}")
 
 
 def exit_code(error: BaseException) -> ExitCode:

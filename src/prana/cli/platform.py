@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from prana.cli.output import answers_table, console, errors
 from prana.config import Federation
-from prana.errors import PranaError
+from prana.errors import ConfigError, PranaError
 
 hub_app = typer.Typer(no_args_is_help=True, help="The hub: analysts submit tasks, stations pull them. It never "
                                                   "sees data, shares, keys or results.")
@@ -126,25 +126,40 @@ def station_audit(config: Path = CONFIG,
 
 
 @task_app.command("submit")
-def task_submit(analysis: str = typer.Argument(..., help="The analysis, e.g. compare."), hub: str = HUB,
+def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare or kmeans."), hub: str = HUB,
                 federation: Path = FEDERATION, me: str = AS_PARTY,
-                station: str = typer.Option(..., "--station", help="The station that holds the data."),
-                dataset: str = typer.Option(..., "--dataset", help="The dataset at that station."),
+                station: list[str] = typer.Option(..., "--station", help="A station that holds data, as NAME or "
+                                                  "NAME=DATASET; repeat it for kmeans (2 or 3 stations)."),
+                dataset: Optional[str] = typer.Option(None, "--dataset", help="The dataset, for stations given "
+                                                                              "without =DATASET."),
+                out: Optional[Path] = typer.Option(None, "--out", help="compare: the answers file (CSV); kmeans: "
+                                                                       "a folder for centroids.csv and sizes.csv."),
+                id_column: Optional[str] = typer.Option(None, "--id-column", help="compare: the person column "
+                                                        "(default person_id); kmeans: link rows on it (vertical)."),
                 claims: Optional[Path] = typer.Option(None, "--claims", help="compare: your claims (CSV)."),
-                out: Optional[Path] = typer.Option(None, "--out", help="compare: where to write the answers."),
-                id_column: str = typer.Option("person_id", "--id-column"),
-                value_column: str = typer.Option("value", "--value-column"),
-                anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1),
+                value_column: str = typer.Option("value", "--value-column", help="compare: the value column."),
+                anonymity: int = typer.Option(1000, "--anonymity", min=1, help="compare: anonymity set size."),
+                k: Optional[int] = typer.Option(None, "--k", min=2, help="kmeans: number of clusters."),
+                iterations: int = typer.Option(20, "--iterations", min=1, max=1000, help="kmeans: iterations."),
+                tolerance: Optional[float] = typer.Option(None, "--tolerance", min=0.0, help="kmeans: stop early "
+                                                          "below this centroid shift (reveals a bit per iteration)."),
+                init: Optional[Path] = typer.Option(None, "--init", help="kmeans: initial centroids (CSV)."),
+                seed: Optional[int] = typer.Option(None, "--seed", help="kmeans: seed of the default init."),
+                min_group_size: int = typer.Option(10, "--min-group-size", min=1, help="kmeans: suppress smaller "
+                                                   "clusters (the stations' own minimum applies if larger)."),
+                columns: Optional[str] = typer.Option(None, "--columns", help="kmeans: comma-separated features."),
                 timeout: float = typer.Option(600.0, "--timeout", help="Seconds before the task fails.")) -> None:
-    """Submit a task and follow it to the end, with its progress."""
+    """Submit a task and follow it to the end, with its progress; then show its result."""
     from prana.hub.client import Client
 
-    if analysis != "compare":
-        raise PranaError(f"the command line submits only 'compare' so far; {analysis!r} has no command yet")
-    if claims is None or out is None:
-        raise PranaError("compare needs --claims and --out")
-    from prana.analyses.compare_platform import submit_and_ask
-
+    stations: dict[str, str] = {}
+    for item in station:
+        name, _, named = item.partition("=")
+        if not (named or dataset):
+            raise ConfigError(f"--station {item!r} names no dataset: write NAME=DATASET or add --dataset")
+        stations[name.strip()] = (named or dataset or "").strip()
+    if analysis not in ("compare", "kmeans"):
+        raise ConfigError(f"the command line submits compare or kmeans, not {analysis!r}")
     loaded = Federation.load(federation)
     with Client(hub, federation=loaded, me=me) as client, Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -152,15 +167,49 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis, e.g. com
         bar = progress.add_task("submitted", total=None)
 
         def update(task: dict) -> None:
-            part = task["stations"].get(station, {})
-            step = part.get("progress", {}).get("step", "")
-            progress.update(bar, description=f"{task['id']}: {task['state']} {step}".strip())
+            steps = [f"{name}: {part.get('progress', {}).get('step', '') or part['state']}"
+                     for name, part in task["stations"].items()]
+            progress.update(bar, description=f"{task['id']}: {task['state']} ({'; '.join(steps)})")
 
-        finished, answers = submit_and_ask(client, loaded, me, station=station, dataset=dataset, claims=claims,
-                                           out=out, id_column=id_column, value_column=value_column,
+        if analysis == "kmeans":
+            _submit_kmeans(client, me, stations, out, update, timeout, id_column=id_column, k=k,
+                           iterations=iterations, tolerance=tolerance, init=init, seed=seed,
+                           min_group_size=min_group_size, columns=columns)
+            return
+        if claims is None or out is None or len(stations) != 1:
+            raise ConfigError("compare needs one --station, --claims and --out")
+        from prana.analyses.compare_platform import submit_and_ask
+
+        (name, named), = stations.items()
+        finished, answers = submit_and_ask(client, loaded, me, station=name, dataset=named, claims=claims,
+                                           out=out, id_column=id_column or "person_id", value_column=value_column,
                                            anonymity=anonymity, timeout=timeout, on_update=update)
     console.print(answers_table(answers, f"task {finished['id']}: {len(answers)} claims answered"))
     console.print(f"written to {out}")
+
+
+def _submit_kmeans(client, me: str, stations: dict[str, str], out: Optional[Path], update, timeout: float, *,
+                   init: Optional[Path], columns: Optional[str], **options) -> None:
+    from prana.analyses import kmeans_jobs, kmeans_platform
+
+    if options["k"] is None:
+        raise ConfigError("kmeans needs --k, the number of clusters")
+    init_columns, init_rows = kmeans_jobs.load_init(init) if init is not None else (None, None)
+    request = kmeans_jobs.Request(init=init_rows, init_columns=init_columns,
+                                  columns=[item.strip() for item in columns.split(",")] if columns else None,
+                                  **options)
+    result = kmeans_platform.submit(client, stations=stations, request=request, me=me, timeout=timeout,
+                                    on_update=update)
+    _show_kmeans(result, out, ", ".join(stations))
+
+
+def _show_kmeans(result, out: Optional[Path], where: str) -> None:
+    from prana.cli.cluster import print_clustering
+
+    print_clustering(result, f"k-means over {where}: {result.persons:,} persons, {result.iterations} iterations")
+    if out is not None:
+        written = result.save(out)
+        console.print("written: " + ", ".join(str(path) for path in written))
 
 
 @task_app.command("status")
@@ -202,6 +251,12 @@ def task_result(task_id: str = typer.Argument(...), hub: str = HUB, federation: 
     with Client(hub, federation=federation, me=me) as client:
         task = client.status(task_id)
         results = client.results(task_id)
+    if task["analysis"] == "kmeans" and task["state"] == "done":
+        from prana.analyses.kmeans_platform import collect
+
+        with Client(hub, federation=federation, me=me) as client:
+            _show_kmeans(collect(client, task_id), out, ", ".join(task["stations"]))
+        return
     if not results:
         if task["analysis"] == "compare":
             console.print("compare delivers its answers to the requester inside the secure session: "

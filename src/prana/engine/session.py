@@ -12,6 +12,9 @@ revealed to R:
                          C -> each member       (for client inputs: the client makes the shares)
     (SPU run)            members                MPC traffic
     rN:out:<name>        each member -> R       R's copy of that member's output share; R reconstructs
+    (sealed output)      each member -> caller  its own share of an output addressed to "sealed:<X>", as
+                                                bytes, for the caller to seal to X (via the hub); only X,
+                                                holding every member's share, can reconstruct it
 
 What each party learns: a member learns its own shares (uniformly random), the program, the shapes of
 all inputs, and the outputs that name it as recipient. Nothing else. Threat model: semi-honest parties;
@@ -40,6 +43,7 @@ from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout
 
 ENGINE_VERSION = "1"
 CLIENT_PREFIX = "client:"
+SEALED_PREFIX = "sealed:"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _brpc_error(exc: BaseException, step: str, session: str) -> ProtocolError:
+def engine_error(exc: BaseException, step: str, session: str) -> ProtocolError:
     text = str(exc)
     if "timeout" in text.lower():
         return PeerTimeout(f"a committee member stopped answering during step {step!r}", task=session, step=step)
@@ -121,6 +125,8 @@ class CommitteeSession:
     _runs: int = field(default=0, init=False)
     _agreed: set[str] = field(default_factory=set, init=False)
     _link: Any = field(default=None, init=False)
+    _link_steps: set[str] = field(default_factory=set, init=False)
+    _side_links: list[Any] = field(default_factory=list, init=False)
     _runtime: Any = field(default=None, init=False)
     _io: Any = field(default=None, init=False)
 
@@ -199,17 +205,31 @@ class CommitteeSession:
 
     def _open_link(self, engine: str) -> None:
         from spu import api as spu_api
+
+        addresses = {name: engine if name == self.me else                       # in committee (rank) order
+                     self._engine_address(name, self.peer_hellos[name].get("engine", ""), "hello")
+                     for name in self.committee}
+        self._link = self._brpc_link(self.session, addresses, "link")
+        config = runtime_config(len(self.committee), self.ring_bits, self.fraction_bits)
+        self._runtime = spu_api.Runtime(self._link, config)
+        self._io = spu_api.Io(len(self.committee), config)
+        self._event("link", engine=engine)
+
+    def _engine_address(self, peer: str, address: Any, step: str) -> str:
+        try:
+            split_address(str(address))
+        except ValueError:
+            raise MalformedMessage(f"{peer} announced an invalid engine address", peer=peer, task=self.session,
+                                   step=step) from None
+        return str(address)
+
+    def _brpc_link(self, link_id: str, addresses: dict[str, str], step: str) -> Any:
+        """A yacl brpc link over mutual TLS among `addresses` (name -> host:port, in committee order)."""
         from spu import libspu
 
         desc = libspu.link.Desc()
-        desc.id = self.session
-        for name in self.committee:
-            address = engine if name == self.me else str(self.peer_hellos[name].get("engine", ""))
-            try:
-                split_address(address)
-            except ValueError:
-                raise MalformedMessage(f"{name} announced an invalid engine address", peer=name,
-                                       task=self.session, step="hello") from None
+        desc.id = link_id
+        for name, address in addresses.items():
             desc.add_party(name, address)
         desc.connect_retry_times = max(1, int(self.timeouts.connect / 0.2))
         desc.connect_retry_interval_ms = 200
@@ -223,13 +243,55 @@ class CommitteeSession:
             options.verify.ca_file_path = str(self.federation.ca_path)
             options.verify.verify_depth = 1
         try:
-            self._link = libspu.link.create_brpc(desc, self.rank)
+            return libspu.link.create_brpc(desc, list(addresses).index(self.me))
         except RuntimeError as exc:
-            raise _brpc_error(exc, "link", self.session) from None
-        config = runtime_config(len(self.committee), self.ring_bits, self.fraction_bits)
-        self._runtime = spu_api.Runtime(self._link, config)
-        self._io = spu_api.Io(len(self.committee), config)
-        self._event("link", engine=engine)
+            raise engine_error(exc, step, self.session) from None
+
+    def pair_link(self, peer: str, step: str) -> Any:
+        """A fresh 2-party yacl `link.Context` between this member and `peer`, for a sub-protocol that runs
+        outside the MPC runtime (a PSI); rank 0 is whichever of the two comes first in the committee.
+
+        Both announce a new ephemeral engine port in `step` over their control channel, and return once both
+        ends are connected (step `<step>:up`). Each step opens at most one link per session (the link id is
+        `<session>:<step>`). Never call the link's `stop_link()`: yacl then ends the whole process if the peer
+        is already gone."""
+        if peer == self.me or peer not in self.committee:
+            raise ConfigError(f"{peer!r} is not another member of the committee {self.committee}")
+        return self._fresh_link([name for name in self.committee if name in (self.me, peer)], step)
+
+    def committee_link(self, step: str) -> Any:
+        """Like `pair_link`, for the whole committee (ranks in committee order): for a 3-party PSI."""
+        return self._fresh_link(list(self.committee), step)
+
+    def _fresh_link(self, members: list[str], step: str) -> Any:
+        if self._runtime is None:
+            raise ProtocolError("the session is not open", task=self.session, step=step)
+        if not re.fullmatch(r"[A-Za-z0-9_:.-]{1,64}", step):
+            raise ConfigError("a link step is 1 to 64 letters, digits, _ : . or -")
+        if step in self._link_steps:
+            raise ConfigError(f"step {step!r} already opened a link in session {self.session}")
+        self._link_steps.add(step)
+        host = split_address(self.federation.party(self.me).address)[0]
+        engine = f"{host}:{_free_port(host)}"
+        peers = [name for name in members if name != self.me]
+        for peer in peers:
+            self.send(peer, step, {"engine": engine})
+        announced = {peer: self._engine_address(peer, self.recv(peer, step).get("engine", ""), step)
+                     for peer in peers}
+        addresses = {name: engine if name == self.me else announced[name] for name in members}
+        link = self._brpc_link(f"{self.session}:{step}", addresses, step)
+        # create_brpc has run yacl's ConnectToMesh, and spu.psi runs it once more. Its test message has a
+        # fixed key: if a peer's second one arrives before we consumed its first, it is dropped, and we wait
+        # for it until the receive timeout (1 PSI run in 8 hung so). So nobody goes on before every end is up.
+        for peer in peers:
+            self.send(peer, f"{step}:up", {})
+        for peer in peers:
+            self.recv(peer, f"{step}:up")
+        # Kept until the session closes: dropping a yacl link right after its last message can destroy a
+        # channel while brpc still completes a send, and brpc then aborts the process (seen after a PSI).
+        self._side_links.append(link)
+        self._event("link", step=step, members=list(members), engine=engine)
+        return link
 
     def close(self, error: str | None = None) -> None:
         """Close every channel; with `error`, tell every peer why we stop (one sentence, no values)."""
@@ -241,6 +303,7 @@ class CommitteeSession:
         self.clients.clear()
         # The SPU link is dropped, not stopped: yacl's stop_link() kills the process when a peer is gone.
         self._link = None
+        self._side_links.clear()
         self._runtime = None
         if self._own_listener and self.listener is not None:
             self.listener.close()
@@ -305,7 +368,8 @@ class CommitteeSession:
                                    f"expected {expected}", peer=peer, task=self.session, step=step)
 
     def run(self, program: SecureProgram, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run `program` with this party's `inputs`; returns the outputs revealed to this party."""
+        """Run `program` with this party's `inputs`; returns the outputs revealed to this party (arrays), and
+        this party's share of each sealed output (bytes, see `export_share`)."""
         from spu import libspu
 
         if self._runtime is None:
@@ -360,20 +424,22 @@ class CommitteeSession:
             self._runtime.set_var(spec.name, share)
 
         started = time.perf_counter()
-        watchdog = _PeerWatchdog(self.peers) if os.environ.get("PRANA_PARENT_PID") else None
+        watchdog = PeerWatchdog(self.peers) if os.environ.get("PRANA_PARENT_PID") else None
         try:
             self._runtime.run(executable)
         except RuntimeError as exc:
-            raise _brpc_error(exc, f"{prefix}:run", self.session) from None
+            raise engine_error(exc, f"{prefix}:run", self.session) from None
         finally:
             if watchdog is not None:
                 watchdog.stop()
         self._event("run", name=program.name, seconds=time.perf_counter() - started)
 
-        revealed: dict[str, np.ndarray] = {}
+        revealed: dict[str, Any] = {}
         for spec in program.outputs:
             step = f"{prefix}:out:{spec.name}"
             share = self._runtime.get_var(spec.name)
+            if any(recipient.startswith(SEALED_PREFIX) for recipient in spec.recipients):
+                revealed[spec.name] = export_share(self, spec.name, share)
             frame = wire.share_frame(self.session, step, spec.name, share)
             receiving = self.me in spec.recipients
             shares: dict[str, Any] = {self.me: share}
@@ -402,10 +468,45 @@ class CommitteeSession:
         return revealed
 
 
+def export_share(session: CommitteeSession, name: str, share: Any) -> bytes:
+    """This member's share of output `name`, as a self-describing SHARE frame for sealing to its recipient."""
+    header = {"session": session.session, "step": "export", "name": name, "party": session.me,
+              "rank": session.rank, "members": len(session.committee), "ring_bits": session.ring_bits,
+              "fraction_bits": session.fraction_bits}
+    frame = wire.share_frame(session.session, "export", name, share)
+    return wire.encode(wire.Frame(wire.Kind.SHARE, header, frame.blobs))
+
+
+def reconstruct_exported(exports: list[bytes], *, name: str, session: str) -> np.ndarray:
+    """Rebuild output `name` of `session` from every member's exported share (in any order)."""
+    from spu import api as spu_api
+
+    frames = [wire.decode(data, peer="a station") for data in exports]
+    by_rank: dict[int, Any] = {}
+    members = None
+    for frame in frames:
+        header = frame.header
+        party = str(header.get("party", "a member"))
+        if header.get("session") != session or header.get("name") != name:
+            raise MalformedMessage(f"the share from {party} is not output {name!r} of session {session}", peer=party)
+        rank, count = header.get("rank"), header.get("members")
+        if not isinstance(rank, int) or not isinstance(count, int) or not 0 <= rank < count or rank in by_rank:
+            raise MalformedMessage(f"the share of {name!r} from {party} has an invalid or repeated rank", peer=party)
+        if members not in (None, (count, header.get("ring_bits"), header.get("fraction_bits"))):
+            raise MalformedMessage(f"the shares of {name!r} disagree on the committee", peer=party)
+        members = (count, header.get("ring_bits"), header.get("fraction_bits"))
+        by_rank[rank] = wire.frame_share(frame, expected_name=name, peer=party)
+    if members is None or len(by_rank) != members[0]:
+        raise MalformedMessage(f"output {name!r} needs a share from every member; got {len(by_rank)}")
+    count, ring_bits, fraction_bits = members
+    config = runtime_config(count, int(ring_bits), int(fraction_bits))
+    return np.asarray(spu_api.Io(count, config).reconstruct([by_rank[rank] for rank in range(count)]))
+
+
 PEER_VANISHED_EXIT = 75
 
 
-class _PeerWatchdog(threading.Thread):
+class PeerWatchdog(threading.Thread):
     """While SPU's native run blocks this process, watch the peers' control connections. If one closes (its
     process died), end this process at once with PEER_VANISHED_EXIT instead of waiting for SPU's receive
     timeout. Used only in supervised session workers, whose supervisor turns that exit into PeerAborted."""

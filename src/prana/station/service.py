@@ -83,6 +83,7 @@ class _Context:
     me: str
     workdir: Path
     deadline: float
+    min_group_size: int = 1
 
     def dataset(self, name: str) -> pd.DataFrame:
         return load_dataset(self.station.config, name)
@@ -99,6 +100,20 @@ class _Context:
 
     def running(self, endpoint: str | None = None) -> None:
         self.station.client.report(self.task["id"], "running", endpoint=endpoint)
+
+    def endpoints(self) -> dict[str, str]:
+        """The engine endpoints that the task's stations have announced so far, by station."""
+        stations = self.station.client.status(self.task["id"])["stations"]
+        return {name: part["endpoint"] for name, part in stations.items() if part.get("endpoint")}
+
+    def deliver(self, recipient: str, name: str, payload: bytes) -> None:
+        """Seal `payload` to `recipient`'s certificate and leave it at the hub (which sees only ciphertext)."""
+        path = (self.federation.certificate_path(recipient) if recipient in self.federation.parties
+                else self.federation.root / "users" / f"{recipient}.pem")    # analysts: `federation add-user`
+        if not path.is_file():
+            raise ConfigError(f"station {self.me} has no certificate of recipient {recipient!r} to seal results to")
+        certificate = path.read_bytes()
+        self.station.client.deliver(self.task["id"], recipient, name, payload, certificate)
 
     def record(self, event: str, *, kind: str = "none", shape: list[int] | None = None, recipient: str = "",
                bytes: int = 0, outcome: str = "") -> None:
@@ -174,7 +189,8 @@ class Station:
         self._report(task, "approved")
         workdir = self.config.state_path / "tasks" / task["id"]
         workdir.mkdir(parents=True, exist_ok=True)
-        context = _Context(self, task, self.federation, self.config.party, workdir, task["deadline"])
+        context = _Context(self, task, self.federation, self.config.party, workdir, task["deadline"],
+                           decision.min_group_size)
         try:
             outcome = run_at_station(context, task)
         except PranaError as exc:
@@ -183,7 +199,8 @@ class Station:
             return
         except Exception as exc:  # noqa: BLE001 - a bug must still end the task, not hang it
             self.audit_event(task, "task-failed", outcome=f"internal error: {type(exc).__name__}")
-            self._report(task, "failed", f"internal error at {self.config.party}: {type(exc).__name__}: {exc}")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self._report(task, "failed", f"internal error at {self.config.party}: {type(exc).__name__}: {first}")
             self.on_event("bug", {"trace": traceback.format_exc()})
             return
         self.audit_event(task, "task-done", outcome=", ".join(f"{key} {value}" for key, value in outcome.items()))

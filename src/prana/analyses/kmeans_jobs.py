@@ -1,0 +1,374 @@
+"""The parties' side of secure k-means, and `cluster_local`, which runs every party as a local process.
+
+One committee member (`member`, run in its own supervised process) does, in order:
+
+    step              what crosses the boundary
+    check             nothing: the table is read and checked (numbers, no blanks, no NaN, ids) locally
+    hello             the public parameters (k, iterations, tolerance, seed, minimum group size, digest
+                      of explicit initial centroids); members that disagree stop
+    meta              column names, row count (horizontal) and the station's minimum group size
+    link (vertical)   private set intersection of the ids (`prana.analyses.linkage`)
+    scale             vertical: nothing (each party z-scores its own columns); horizontal: two secure
+                      sums reveal the global means and standard deviations to the members
+    cluster           the shares of the quantised features; the k-means program
+    release           labels of its own rows to each member; its share of the centroids and sizes, sealed
+                      outside this module to the analyst (`prana.engine.session.SEALED_PREFIX`)
+
+What each party learns is tabled in `prana.analyses.kmeans`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from prana.analyses import kmeans
+from prana.analyses.tables import numeric_column, read_table, require_columns
+from prana.config import Federation
+from prana.engine.session import SEALED_PREFIX, CommitteeSession, Timeouts, reconstruct_exported
+from prana.errors import ConfigError, InputValidationError, PranaError
+
+ANALYST = "analyst"
+DEFAULT_ITERATIONS = 20
+DEFAULT_MIN_GROUP_SIZE = 10
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the analyst asks for. Every field is public to the committee."""
+
+    k: int
+    iterations: int = DEFAULT_ITERATIONS
+    tolerance: float | None = None
+    seed: int | None = None
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE
+    id_column: str | None = None          # set: vertical (rows linked on this column); None: horizontal
+    columns: list[str] | None = None      # feature columns; None: every column but the id column
+    init: list[list[float]] | None = None  # explicit initial centroids, in original units
+    init_columns: list[str] | None = None
+
+    def check(self) -> "Request":
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 2:
+            raise InputValidationError("k must be a whole number of at least 2")
+        if not isinstance(self.iterations, int) or not 1 <= self.iterations <= 1000:
+            raise InputValidationError("iterations must be a whole number from 1 to 1,000")
+        if self.tolerance is not None and not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
+            raise InputValidationError("tolerance must be a number of at least 0")
+        if not isinstance(self.min_group_size, int) or self.min_group_size < 1:
+            raise InputValidationError("the minimum group size must be a whole number of at least 1")
+        if self.init is not None:
+            if len(self.init) != self.k:
+                raise InputValidationError(f"the initial centroids have {len(self.init)} rows but k is {self.k}")
+            if not self.init_columns or any(len(row) != len(self.init_columns) for row in self.init):
+                raise InputValidationError("every initial centroid needs a value for every column")
+        return self
+
+    @property
+    def vertical(self) -> bool:
+        return self.id_column is not None
+
+    def public(self) -> dict[str, Any]:
+        """The parameters every member must agree on (the purpose of the session)."""
+        init = None if self.init is None else hashlib.sha256(
+            json.dumps([self.init_columns, self.init]).encode()).hexdigest()
+        return {"analysis": "kmeans", "mode": "vertical" if self.vertical else "horizontal", "k": self.k,
+                "iterations": self.iterations, "tolerance": self.tolerance, "seed": self.seed,
+                "min_group_size": self.min_group_size, "id_column": self.id_column, "init": init}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Request":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputValidationError(f"k-means has no parameter {unknown[0]!r}")
+        return cls(**raw).check()
+
+
+def load_init(path: Path | str) -> tuple[list[str], list[list[float]]]:
+    """Initial centroids from a CSV file: one row per centroid, one column per feature, original units."""
+    frame = read_table(path, None)
+    columns = [str(column) for column in frame.columns]
+    values = np.column_stack([numeric_column(frame, column, path) for column in columns])
+    return columns, values.tolist()
+
+
+def _features(table: pd.DataFrame, request: Request, source: str) -> tuple[list[str], np.ndarray]:
+    if request.columns:
+        require_columns(table, list(request.columns), source)
+        columns = list(request.columns)
+    else:
+        columns = [column for column in table.columns if column != request.id_column]
+    if not columns:
+        raise InputValidationError(f"{source} has no feature column besides the id column")
+    values = np.column_stack([numeric_column(table, column, source) for column in columns])
+    return columns, kmeans.check_finite(values, columns, source)
+
+
+def _exchange(session: CommitteeSession, step: str, message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Send `message` to every peer and collect theirs (small control messages: no ordering needed)."""
+    for peer in session.peers:
+        session.send(peer, step, message)
+    return {session.me: message} | {peer: session.recv(peer, step) for peer in session.peers}
+
+
+def _global_scale(session: CommitteeSession, values: np.ndarray, columns: list[str], source: str,
+                  counts: dict[str, int]) -> kmeans.Standardiser:
+    """Horizontal: the global mean and standard deviation of every column, by two secure sums (the row
+    counts are public: they are the shapes of the program's inputs)."""
+    parties = list(session.committee)
+    width = len(columns)
+    total = sum(counts.values())
+    local = kmeans.check_contribution(values.sum(axis=0) / total, columns, source)
+    mean = session.run(kmeans.sum_program(parties, (width,), "float64", "mean"), {f"mean_{session.me}": local})["mean"]
+    spread = kmeans.check_contribution(((values - mean) ** 2).sum(axis=0) / total, columns, source)
+    variance = session.run(kmeans.sum_program(parties, (width,), "float64", "variance"),
+                           {f"variance_{session.me}": spread})["variance"]
+    return kmeans.Standardiser.from_moments(mean, np.sqrt(np.maximum(variance, 0.0)), columns,
+                                            "the pooled data")
+
+
+def _init_block(request: Request, columns: list[str], scaler: kmeans.Standardiser, source: str) -> np.ndarray:
+    assert request.init is not None and request.init_columns is not None
+    missing = [column for column in columns if column not in request.init_columns]
+    if missing:
+        raise InputValidationError(f"the initial centroids have no column {missing[0]!r} (a feature of {source})")
+    order = [request.init_columns.index(column) for column in columns]
+    return scaler.quantise(np.asarray(request.init, dtype=np.float64)[:, order])
+
+
+def member(federation: str, me: str, committee: list[str], session: str, table: str, request: dict[str, Any],
+           workdir: str, addresses: dict[str, str] | None = None, station_min_group_size: int = 1,
+           connect: float = 60.0, step: float = 600.0) -> dict[str, Any]:
+    """One committee member from its table to its labels and its sealed shares (a supervised process)."""
+    wanted = Request.from_dict(request)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    progress = _ProgressFile(work / f"progress-{me}.jsonl")
+    source = Path(table).name
+    frame = read_table(table, [wanted.id_column] if wanted.vertical else None)
+    columns, values = _features(frame, wanted, source)
+    ids = None
+    if wanted.vertical:
+        from prana.analyses.linkage import check_ids
+
+        ids = check_ids(frame[wanted.id_column], source)
+    progress("connecting")
+    with CommitteeSession(Federation.load(federation), me, committee, session, wanted.public(),
+                          timeouts=Timeouts(connect=connect, step=step), addresses=dict(addresses or {}),
+                          on_event=lambda event, details: progress("mpc", seconds=details["seconds"])
+                          if event == "run" else None) as party:
+        meta = _exchange(party, "meta", {"columns": columns, "rows": len(values),
+                                         "min_group_size": max(station_min_group_size, wanted.min_group_size)})
+        minimum = max(int(item["min_group_size"]) for item in meta.values())
+        if wanted.vertical:
+            from prana.analyses.linkage import link_rows
+
+            progress("linking")
+            rows = link_rows(party, ids, workdir=work, source=source)
+            values, ids = values[rows], [ids[row] for row in rows]
+            persons = len(rows)
+            kmeans.check_k(wanted.k, persons)
+            scaler = kmeans.Standardiser.fit(values, columns, source)
+            widths = [len(meta[name]["columns"]) for name in committee]
+        else:
+            for peer in committee:
+                if meta[peer]["columns"] != columns:
+                    raise InputValidationError(
+                        f"{peer}'s columns ({', '.join(meta[peer]['columns'])}) differ from {me}'s "
+                        f"({', '.join(columns)}); horizontal clustering needs the same columns everywhere")
+            counts = {name: int(meta[name]["rows"]) for name in committee}
+            persons = sum(counts.values())
+            kmeans.check_k(wanted.k, persons)
+            progress("scaling")
+            scaler = _global_scale(party, values, columns, source, counts)
+        seed = wanted.seed if wanted.seed is not None else int(hashlib.sha256(session.encode()).hexdigest()[:8], 16)
+        plan = kmeans.Plan(k=wanted.k, iterations=wanted.iterations, tolerance=wanted.tolerance,
+                           init=None if wanted.init is not None else kmeans.InitPlan.draw(persons, wanted.k, seed),
+                           min_group_size=minimum)
+        analyst = (SEALED_PREFIX + ANALYST,)
+        quantised = scaler.quantise(values)
+        if wanted.vertical:
+            program = kmeans.vertical_program(list(committee), widths, persons, plan, analyst)
+            inputs = {f"x_{me}": quantised, f"scale_{me}": np.stack([scaler.mean, scaler.std])}
+            if wanted.init is not None:
+                inputs[f"init_{me}"] = _init_block(wanted, columns, scaler, source)
+        else:
+            program = kmeans.horizontal_program(list(committee), [counts[name] for name in committee],
+                                                len(columns), plan, scaler, analyst)
+            inputs = {f"x_{me}": quantised}
+            if wanted.init is not None and me == committee[0]:
+                inputs["init"] = _init_block(wanted, columns, scaler, source)
+        progress("compiling")
+        program.compile()
+        progress("clustering")
+        out = party.run(program, inputs)
+    labels = np.asarray(out["labels" if wanted.vertical else f"labels_{me}"]).astype(int)
+    progress("done")
+    all_columns = [column for name in committee for column in meta[name]["columns"]] if wanted.vertical else columns
+    return {"labels": labels.tolist(), "ids": ids, "persons": persons, "iterations": int(out["iterations"]),
+            "min_group_size": minimum, "columns": all_columns, "committee": list(committee),
+            "exports": {name: base64.b64encode(out[name]).decode() for name in ("centroids", "sizes")}}
+
+
+class _ProgressFile:
+    """Progress events of a member, as JSON lines a supervisor can follow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, step: str, **details: Any) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, "time": time.time(), **details}) + "\n")
+
+
+# -- the analyst's view --------------------------------------------------------------------------------------
+
+@dataclass
+class Clustering:
+    """What the analyst receives: centroids in original units, sizes, and the notes about suppression."""
+
+    centroids: pd.DataFrame
+    sizes: pd.DataFrame
+    iterations: int
+    persons: int
+    min_group_size: int
+    labels: dict[str, pd.DataFrame] = field(default_factory=dict)   # per party (local runs only)
+
+    @property
+    def suppressed(self) -> list[int]:
+        return [int(cluster) for cluster in self.sizes.loc[self.sizes["suppressed"], "cluster"]]
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"cluster {cluster} has fewer than {self.min_group_size} persons (the minimum group size), so "
+                "its centroid and size are suppressed" for cluster in self.suppressed]
+
+    def save(self, out: Path | str) -> list[Path]:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "centroids.csv", out / "sizes.csv"]
+        self.centroids.to_csv(written[0], index=False)
+        self.sizes.to_csv(written[1], index=False)
+        for party, labels in self.labels.items():
+            written.append(out / f"labels-{party}.csv")
+            labels.to_csv(written[-1], index=False)
+        return written
+
+
+def assemble(session: str, exports: list[dict[str, str]], meta: dict[str, Any]) -> Clustering:
+    """The analyst's reconstruction from every member's exported shares (base64) and public metadata."""
+    def output(name: str) -> np.ndarray:
+        return reconstruct_exported([base64.b64decode(item[name]) for item in exports], name=name, session=session)
+
+    centroids, sizes = output("centroids"), output("sizes").astype(int)
+    suppressed = sizes < meta["min_group_size"]
+    table = pd.DataFrame(centroids, columns=meta["columns"])
+    table.loc[suppressed, :] = np.nan
+    table.insert(0, "cluster", range(len(sizes)))
+    size_table = pd.DataFrame({"cluster": range(len(sizes)), "size": pd.array(np.where(suppressed, 0, sizes), dtype="Int64"),
+                               "suppressed": suppressed})
+    size_table.loc[suppressed, "size"] = pd.NA
+    return Clustering(table, size_table, int(meta["iterations"]), int(meta["persons"]), int(meta["min_group_size"]))
+
+
+def _party_names(paths: list[Path]) -> list[str]:
+    names = [re.sub(r"[^A-Za-z0-9_-]", "-", path.stem)[:40] or "party" for path in paths]
+    if len(set(names)) != len(names):
+        names = [f"{name}-{index + 1}" for index, name in enumerate(names)]
+    return names
+
+
+def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = None, init: Path | str | None = None,
+                  iterations: int = DEFAULT_ITERATIONS, tolerance: float | None = None, seed: int | None = None,
+                  min_group_size: int = DEFAULT_MIN_GROUP_SIZE, columns: list[str] | None = None,
+                  out: Path | str | None = None, workdir: Path | str | None = None, timeout: float = 3600.0,
+                  on_progress: Callable[[str, str], None] | None = None) -> Clustering:
+    """Cluster the rows of 2 or 3 tables, each held by its own party process (ABY3 for 3, CHEETAH for 2).
+
+    Vertical with `id_column` (rows linked privately on it), horizontal without (same columns everywhere).
+    Writes centroids.csv, sizes.csv and labels-<party>.csv to `out` when given.
+    """
+    from prana.engine.local import LocalCommittee, error_for, local_federation
+
+    paths = [Path(path) for path in data]
+    if len(paths) not in (2, 3):
+        raise ConfigError(f"secure k-means takes 2 or 3 data files (one per party), not {len(paths)}")
+    for path in paths:
+        if not path.is_file():
+            raise InputValidationError(f"{path} does not exist")
+    init_columns, init_rows = load_init(init) if init is not None else (None, None)
+    request = Request(k=k, iterations=iterations, tolerance=tolerance, seed=seed, min_group_size=min_group_size,
+                      id_column=id_column, columns=columns, init=init_rows, init_columns=init_columns).check()
+    parties = _party_names(paths)
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="prana-cluster-"))
+    federation = local_federation(work / "federation", parties)
+    session = hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:24]
+    with LocalCommittee(workdir=work / "run") as committee:
+        for party, path in zip(parties, paths):
+            committee.spawn(party, "prana.analyses.kmeans_jobs:member",
+                            {"federation": str(federation), "me": party, "committee": parties, "session": session,
+                             "table": str(path.resolve()), "request": request.__dict__, "workdir": str(work / party)})
+        results = _follow(committee, parties, work, timeout, on_progress)
+    errors = [error for error in (error_for(party, results[party]) for party in parties) if error is not None]
+    if errors:
+        raise _first_cause(errors)
+    first = results[parties[0]]
+    clustering = assemble(session, [results[party]["exports"] for party in parties], first)
+    for party in parties:
+        result = results[party]
+        key = "row" if id_column is None else id_column          # horizontal: the data row, counted from 1
+        clustering.labels[party] = pd.DataFrame(
+            {key: result["ids"] if result["ids"] is not None else np.arange(1, len(result["labels"]) + 1),
+             "cluster": result["labels"]})
+    if out is not None:
+        clustering.save(out)
+    return clustering
+
+
+def _follow(committee: Any, parties: list[str], work: Path, timeout: float,
+            on_progress: Callable[[str, str], None] | None) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    results: dict[str, dict[str, Any]] = {}
+    seen: dict[str, str] = {}
+    while len(results) < len(parties):
+        for party in parties:
+            if party not in results:
+                result = committee.poll(party)
+                if result is not None:
+                    results[party] = result
+            path = work / party / f"progress-{party}.jsonl"
+            if on_progress is not None and path.exists():
+                lines = path.read_text().splitlines()
+                if lines and seen.get(party) != lines[-1]:
+                    seen[party] = lines[-1]
+                    on_progress(party, json.loads(lines[-1])["step"])
+        if any("error" in result for result in results.values()):
+            time.sleep(3.0)     # the others stop within seconds of a peer's error; then keep what they said
+            for party in parties:
+                if party not in results:
+                    results[party] = committee.poll(party) or {"error": f"{party} was stopped after a peer failed",
+                                                               "type": "PeerAborted"}
+                    committee.kill(party)
+            break
+        if time.monotonic() > deadline:
+            raise PranaError(f"the clustering did not finish within {timeout:g} s")
+        time.sleep(0.2)
+    return results
+
+
+def _first_cause(errors: list[PranaError]) -> PranaError:
+    """The error that explains the failure: an input problem over the aborts it caused at the peers."""
+    for error in errors:
+        if isinstance(error, (InputValidationError, ConfigError)):
+            return error
+    return errors[0]

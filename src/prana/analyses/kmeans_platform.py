@@ -1,0 +1,148 @@
+"""Secure k-means on the platform: an analyst asks 2 or 3 stations to cluster their datasets together.
+
+    step  who                 what
+    1     analyst             submits task "kmeans" to the hub: the stations and their datasets, the public
+                              parameters (k, iterations, tolerance, seed, id column, initial centroids),
+                              recipients [analyst]. No data goes to the hub.
+    2     every station       pulls the task, checks its policy (the task's minimum group size is the largest
+                              of the stations' rules), waits for approval if manual, opens a port for the
+                              engine and reports "running" with it
+    3     every station       waits until every station of the task has announced its endpoint, then runs
+                              `prana.analyses.kmeans_jobs.member` in a supervised worker; the committee is the
+                              task's stations in name order, the session id is the task id
+    4     every station       keeps the labels of its own rows (`<state>/tasks/<id>/labels.csv`), and leaves
+                              its share of the centroids and sizes at the hub, sealed to the analyst
+    5     analyst             fetches the sealed shares (`collect`), reconstructs centroids and sizes
+
+The hub holds the task, its states and progress, and ciphertext it cannot open; never a value, a share in
+the clear, a label or a centroid. What each party learns is tabled in `prana.analyses.kmeans`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from prana.analyses.kmeans_jobs import Clustering, Request, assemble
+from prana.engine.local import LocalCommittee, error_for, free_port
+from prana.errors import ConfigError, PranaError
+
+ANALYSIS = "kmeans"
+RESULT_PREFIX = "kmeans."
+
+
+def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
+    """One station's part: from its dataset to its labels and its sealed shares."""
+    request = Request.from_dict(dict(task.get("parameters") or {}))
+    committee = sorted(task["stations"])
+    if len(committee) not in (2, 3):
+        raise ConfigError(f"k-means runs on 2 or 3 stations, not {len(committee)}")
+    table = context.workdir / "data.csv"         # for the worker; removed after the run
+    context.dataset(task["dataset"]).to_csv(table, index=False)
+    host = context.federation.party(context.me).address.rpartition(":")[0]
+    endpoint = f"{host}:{free_port(host)}"
+    context.running(endpoint)
+    context.progress("waiting for the other stations", 0, 5)
+    endpoints = _await_endpoints(context, committee)
+    with LocalCommittee(workdir=context.workdir / "worker") as worker:
+        worker.spawn(context.me, "prana.analyses.kmeans_jobs:member",
+                     {"federation": str(context.federation.file), "me": context.me, "committee": committee,
+                      "session": task["id"], "table": str(table), "request": request.__dict__,
+                      "workdir": str(context.workdir / "member"), "addresses": endpoints,
+                      "station_min_group_size": context.min_group_size})
+        result = _follow(context, worker, context.workdir / "member" / f"progress-{context.me}.jsonl")
+    table.unlink(missing_ok=True)
+    error = error_for(context.me, result)
+    if error is not None:
+        raise error
+    key = request.id_column or "row"
+    labels = pd.DataFrame({key: result["ids"] if result["ids"] is not None else range(1, len(result["labels"]) + 1),
+                           "cluster": result["labels"]})
+    labels.to_csv(context.workdir / "labels.csv", index=False)
+    peers = [name for name in committee if name != context.me]
+    context.record("shares-sent", kind="shares", shape=[int(result["persons"]), len(result["columns"])],
+                   recipient=",".join(peers), outcome="own columns")
+    context.record("labels-kept", kind="labels", shape=[len(labels)], outcome="labels.csv")
+    payload = json.dumps({key: result[key] for key in ("exports", "persons", "iterations", "min_group_size",
+                                                       "columns", "committee")} | {"station": context.me}).encode()
+    for recipient in task["recipients"]:
+        context.deliver(recipient, RESULT_PREFIX + context.me, payload)
+        context.record("output-sent", kind="sealed-shares", recipient=recipient, bytes=len(payload),
+                       outcome="centroids, sizes")
+    context.progress("done", 5, 5)
+    return {"persons": int(result["persons"]), "iterations": int(result["iterations"])}
+
+
+def _await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:
+    while True:
+        try:
+            endpoints = context.endpoints()
+        except PranaError:
+            endpoints = {}
+        if all(name in endpoints for name in committee):
+            return {name: endpoints[name] for name in committee}
+        if context.ended() or time.time() > context.deadline:
+            waiting = [name for name in committee if name not in endpoints]
+            raise PranaError(f"station {waiting[0]} never joined the committee")
+        time.sleep(0.3)
+
+
+def _follow(context: Any, worker: LocalCommittee, progress_file: Path) -> dict[str, Any]:
+    steps = ["connecting", "linking", "scaling", "compiling", "clustering", "done"]
+    last = ""
+    while True:
+        result = worker.poll(context.me)
+        if result is not None:
+            return result
+        if progress_file.exists():
+            lines = progress_file.read_text().splitlines()
+            if lines and lines[-1] != last:
+                last = lines[-1]
+                step = json.loads(last)["step"]
+                if step in steps:
+                    context.progress(step, steps.index(step), 5)
+        if context.ended() or time.time() > context.deadline + 60:
+            worker.kill(context.me)
+            raise PranaError("the task ended before the clustering finished")
+        time.sleep(0.5)
+
+
+# -- the analyst's side ----------------------------------------------------------------------------------------
+
+def submit(client: Any, *, stations: dict[str, str], request: Request, me: str, timeout: float = 1800.0,
+           on_update: Callable[[dict[str, Any]], None] | None = None) -> Clustering:
+    """Submit the task, follow it to the end, and reconstruct the result (centroids, sizes)."""
+    if len(stations) not in (2, 3):
+        raise ConfigError(f"k-means runs on 2 or 3 stations, not {len(stations)}")
+    request.check()
+    task = client.submit(ANALYSIS, stations=stations, recipients=[me], timeout=timeout,
+                         parameters={key: value for key, value in request.__dict__.items() if value is not None})
+    client.wait(task["id"], timeout=timeout + 60, on_update=on_update)
+    return collect(client, task["id"])
+
+
+def collect(client: Any, task_id: str) -> Clustering:
+    """The analyst's reconstruction from the sealed shares that every station left at the hub."""
+    sealed = {name[len(RESULT_PREFIX):]: payload for name, payload in client.results(task_id).items()
+              if name.startswith(RESULT_PREFIX)}
+    payloads = {}
+    for station, payload in sealed.items():
+        try:
+            payloads[station] = json.loads(payload)
+        except ValueError:
+            raise PranaError(f"the result from station {station} is not readable") from None
+    if not payloads:
+        raise PranaError(f"task {task_id} has no k-means result for you (yet)")
+    first = next(iter(payloads.values()))
+    missing = [name for name in first["committee"] if name not in payloads]
+    if missing:
+        raise PranaError(f"station {missing[0]} has not delivered its share of task {task_id}")
+    for name, payload in payloads.items():
+        if any(payload[key] != first[key] for key in ("committee", "columns", "persons", "min_group_size")):
+            raise PranaError(f"station {name} reports other public facts about task {task_id} than the others")
+    return assemble(task_id, [payloads[name]["exports"] for name in first["committee"]], first)
+

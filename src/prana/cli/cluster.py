@@ -1,0 +1,114 @@
+"""`prana cluster`: secure k-means over 2 or 3 parties' tables (vertical with --id-column, else horizontal)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from prana.analyses import kmeans_jobs
+from prana.cli.output import console, errors
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "Secure k-means: cluster persons on data that several parties hold, while no party sees another's "
+    "values.\n\nVertical (--id-column): each party holds other columns about the same persons; rows are "
+    "linked by private set intersection, and only persons known to every party take part. Horizontal (no "
+    "--id-column): the parties hold the same columns about different persons.\n\n"
+    "The analyst gets the centroids (original units) and cluster sizes; each party gets the labels of its "
+    "own rows. Clusters smaller than the minimum group size are suppressed."))
+
+STEPS = ["connecting", "linking", "scaling", "compiling", "clustering", "done"]
+
+K = typer.Option(..., "--k", "-k", min=2, help="Number of clusters.")
+ITERATIONS = typer.Option(kmeans_jobs.DEFAULT_ITERATIONS, "--iterations", min=1, max=1000,
+                          help="Lloyd iterations (the most, with --tolerance).")
+TOLERANCE = typer.Option(None, "--tolerance", min=0.0,
+                         help="Stop once the centroids move less than this (squared shift, standardised units, as "
+                              "scikit-learn's tol). Reveals one bit per iteration to the parties: whether it "
+                              "converged. Default: run all --iterations.")
+INIT = typer.Option(None, "--init", help="CSV of initial centroids (one row per cluster, a column per feature, "
+                                         "original units). Default: k-means++ inside the MPC on a random sample.")
+SEED = typer.Option(None, "--seed", help="Seed of the public randomness of the default initialisation.")
+MIN_GROUP = typer.Option(kmeans_jobs.DEFAULT_MIN_GROUP_SIZE, "--min-group-size", min=1,
+                         help="Clusters with fewer persons are suppressed (no centroid, no size).")
+COLUMNS = typer.Option(None, "--columns", help="Comma-separated feature columns (default: all but the id column).")
+
+
+def clustering_table(result: kmeans_jobs.Clustering, title: str, digits: int = 3) -> Table:
+    """Clusters as rows; with more than 6 features, clusters as columns (it then fits a terminal)."""
+    features = [column for column in result.centroids.columns if column != "cluster"]
+    rows = []
+    for (_, centroid), (_, size) in zip(result.centroids.iterrows(), result.sizes.iterrows()):
+        if size["suppressed"]:
+            rows.append([str(int(size["cluster"])), f"[yellow]< {result.min_group_size}[/]",
+                         *["[yellow]suppressed[/]"] * len(features)])
+        else:
+            rows.append([str(int(size["cluster"])), f"{int(size['size']):,}",
+                         *[_number(centroid[column], digits) for column in features]])
+    table = Table(title=title, title_justify="left")
+    if len(features) <= 6:
+        for column in ["cluster", "size", *features]:
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(*row)
+        return table
+    table.add_column("cluster", justify="left")
+    for row in rows:
+        table.add_column(row[0], justify="right")
+    for index, name in enumerate(["size", *features], start=1):
+        table.add_row(name, *[row[index] for row in rows])
+    return table
+
+
+def _number(value: float, digits: int) -> str:
+    if not math.isfinite(value):
+        return ""
+    return f"{value:,.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+
+
+def print_clustering(result: kmeans_jobs.Clustering, title: str) -> None:
+    console.print(clustering_table(result, title))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+@app.command()
+def local(data: str = typer.Option(..., "--data", help="2 or 3 tables (CSV or Parquet), comma-separated, one per "
+                                                       "party; each is held by its own process."),
+          k: int = K,
+          id_column: Optional[str] = typer.Option(None, "--id-column", help="Vertical: the column to link persons "
+                                                                            "on. Leave out for horizontal data."),
+          init: Optional[Path] = INIT, iterations: int = ITERATIONS, tolerance: Optional[float] = TOLERANCE,
+          seed: Optional[int] = SEED, min_group_size: int = MIN_GROUP, columns: Optional[str] = COLUMNS,
+          out: Path = typer.Option(..., "--out", help="Folder for centroids.csv, sizes.csv and labels-<party>.csv."),
+          plot: bool = typer.Option(True, "--plot/--no-plot", help="Also write clusters.png (each party's own "
+                                                                   "points in 2-D, with the released centroids).")
+          ) -> None:
+    """Try it on one machine: every party as its own process (mutual TLS, ABY3 for 3 parties, CHEETAH for 2)."""
+    paths = [Path(item.strip()) for item in data.split(",") if item.strip()]
+    features = [item.strip() for item in columns.split(",")] if columns else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
+                  TimeElapsedColumn(), console=errors, transient=True) as progress:
+        bars = {path.stem: progress.add_task(path.stem, total=len(STEPS) - 1, step="starting") for path in paths}
+
+        def update(party: str, step: str) -> None:
+            bar = next((bars[name] for name in bars if party.startswith(name[:40])), None)
+            if bar is not None and step in STEPS:
+                progress.update(bar, completed=STEPS.index(step), step=step)
+
+        result = kmeans_jobs.cluster_local(paths, k=k, id_column=id_column, init=init, iterations=iterations,
+                                           tolerance=tolerance, seed=seed, min_group_size=min_group_size,
+                                           columns=features, out=out, on_progress=update)
+    kind = "vertical" if id_column else "horizontal"
+    print_clustering(result, f"k-means ({kind}, {len(paths)} parties): {result.persons:,} persons, k={k}, "
+                             f"{result.iterations} iterations")
+    written = [out / "centroids.csv", out / "sizes.csv", *(out / f"labels-{party}.csv" for party in result.labels)]
+    if plot:
+        from prana.cli.plots import clusters_png
+
+        written.append(clusters_png(result, paths, id_column, out / "clusters.png", columns=features))
+    console.print("written: " + ", ".join(str(path) for path in written))

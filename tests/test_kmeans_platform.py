@@ -1,0 +1,99 @@
+"""Secure k-means on the platform, with real processes: a hub and three stations (mutual TLS), and the
+analyst's `prana task submit kmeans` / `prana task result` as command lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prana.analyses.kmeans import InitPlan, Standardiser, lloyd
+from prana.cli.demo_kmeans import write_stations
+from prana.config import Federation
+from prana.datasets.health import PARTIES, write_demo_files
+from prana.engine.local import local_federation, wait_for_port
+
+pytestmark = pytest.mark.slow
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def stations(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kmeans-platform")
+    paths = write_demo_files(root, shared=1500, seed=5)
+    federation_path = local_federation(root / "fed", ["hub", *PARTIES, "researcher"])
+    federation = Federation.load(federation_path)
+    hub = "https://" + federation.party("hub").address
+    write_stations(root, federation_path, hub)
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(root / "logs"), "COLUMNS": "200"}
+    commands = [["hub", "start", "--federation", str(federation_path), "--state", str(root / "hub-state")]]
+    commands += [["station", "start", "--config", str(root / party / "station.toml")] for party in PARTIES]
+    processes = [subprocess.Popen([sys.executable, "-m", "prana", *command], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for command in commands]
+    try:
+        assert wait_for_port(federation.party("hub").address, 60)
+        common = ["--hub", hub, "-f", str(federation_path), "--as", "researcher"]
+        yield {"root": root, "paths": paths, "common": common, "env": env}
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=20)
+
+
+def _prana(stations, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True,
+                          env=stations["env"], timeout=timeout)
+
+
+def test_the_analyst_clusters_three_stations_from_the_command_line(stations):
+    out = stations["root"] / "result"
+    done = _prana(stations, "task", "submit", "kmeans", *stations["common"],
+                  *[f"--station={party}=families" for party in PARTIES], "--id-column", "bsn", "--k", "3",
+                  "--iterations", "6", "--seed", "2", "--min-group-size", "20", "--out", str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    centroids = pd.read_csv(out / "centroids.csv")
+    sizes = pd.read_csv(out / "sizes.csv")
+    tables = [pd.read_csv(stations["paths"][party], dtype={"bsn": str}).set_index("bsn") for party in PARTIES]
+    common = sorted(set(tables[0].index) & set(tables[1].index) & set(tables[2].index))
+    assert int(sizes["size"].sum()) == len(common)
+    ordered = sorted(PARTIES)                                           # the committee: stations in name order
+    blocks = [tables[list(PARTIES).index(party)].loc[common].to_numpy(dtype=float) for party in ordered]
+    scalers = [Standardiser.fit(block, ["x"] * block.shape[1], "t") for block in blocks]
+    quantised = np.concatenate([s.quantise(b) for s, b in zip(scalers, blocks)], axis=1)
+    start = InitPlan.draw(len(common), 3, 2).centres(quantised)
+    expected, counts, _, _ = lloyd(quantised, start, 6)
+    restored = np.concatenate([s.restore(np.asarray(expected)[:, 4 * i: 4 * i + 4]) for i, s in enumerate(scalers)], 1)
+    assert np.abs(sizes["size"].to_numpy() - np.asarray(counts)).max() <= 2
+    scale = np.concatenate([s.std for s in scalers])
+    assert (np.abs(centroids.drop(columns="cluster").to_numpy() - restored) / scale).max() < 0.01
+    listed = _prana(stations, "task", "status", _last_task(stations), *stations["common"])
+    assert listed.returncode == 0 and "done" in listed.stdout, listed.stdout
+    again = _prana(stations, "task", "result", _last_task(stations), *stations["common"], "--out",
+                   str(stations["root"] / "again"))
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(stations["root"] / "again" / "centroids.csv"), centroids)
+    for party in PARTIES:                                               # each station keeps its own labels
+        labels = pd.read_csv(next((stations["root"] / party / "state" / "tasks").glob("*/labels.csv")),
+                             dtype={"bsn": str})
+        assert sorted(labels["bsn"]) == common
+
+
+def test_a_task_with_a_wrong_column_fails_with_the_station_s_sentence(stations):
+    done = _prana(stations, "task", "submit", "kmeans", *stations["common"],
+                  *[f"--station={party}=families" for party in PARTIES], "--id-column", "bsn", "--k", "3",
+                  "--columns", "height_sds,shoe_size")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "has no column" in done.stderr and "failed" in done.stderr, done.stderr
+
+
+def _last_task(stations) -> str:
+    from prana.hub.client import Client
+
+    federation = Federation.load(stations["common"][3])
+    with Client(stations["common"][1], federation=federation, me="researcher") as client:
+        return client.tasks()[-1]["id"]
