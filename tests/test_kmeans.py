@@ -256,3 +256,28 @@ def test_parquet_tables_are_read_like_csv(tmp_path):
     from_csv = _features(read_table(tmp_path / "t.csv", ["id"]), request, "t.csv")
     assert from_parquet[0] == from_csv[0] == ["x", "y"]
     np.testing.assert_array_equal(from_parquet[1], from_csv[1])
+
+
+def test_a_text_column_among_the_features_is_named_with_the_way_out():
+    from prana.analyses.kmeans_jobs import Request, _features
+
+    frame = pd.DataFrame({"bsn": ["123", "x12", "y77"], "x": ["1.5", "2", "3"]})
+    with pytest.raises(InputValidationError, match=r"column 'bsn' of t.csv holds text, not numbers; leave it out"):
+        _features(frame, Request(k=2), "t.csv")
+    columns, values = _features(frame, Request(k=2, columns=["x"]), "t.csv")
+    assert columns == ["x"] and values[:, 0].tolist() == [1.5, 2.0, 3.0]
+
+
+@pytest.mark.slow
+def test_two_parties_cluster_with_cheetah(tmp_path):
+    paths, pooled = vertical_tables(tmp_path, 500, 3, seed=6, widths=(3, 3))
+    result = cluster_local(paths, k=3, id_column="id", iterations=5, seed=4, min_group_size=1)
+    common = sorted(result.labels["a"]["id"])
+    linked = pooled.loc[common]
+    scalers = [Standardiser.fit(linked.iloc[:, 3 * i: 3 * i + 3].to_numpy(), ["x"] * 3, "t") for i in range(2)]
+    quantised = np.concatenate([s.quantise(linked.iloc[:, 3 * i: 3 * i + 3].to_numpy())
+                                for i, s in enumerate(scalers)], axis=1)
+    _, counts, labels, _ = lloyd(quantised, InitPlan.draw(len(common), 3, 4).centres(quantised), 5)
+    secure = result.labels["b"].set_index("id").loc[common, "cluster"].to_numpy()
+    assert (secure == np.asarray(labels)).mean() >= 0.995
+    assert np.abs(result.sizes["size"].to_numpy(dtype=int) - np.asarray(counts)).max() <= 2

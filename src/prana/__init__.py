@@ -18,13 +18,17 @@ from prana.errors import (  # noqa: E402  (curated re-exports only; importing pr
 )
 
 def __getattr__(name: str):
-    """`prana.Client` without importing the HTTP stack when it is not used."""
+    """`prana.Client` and `prana.cluster_local` without importing their stacks when they are not used."""
     if name == "Client":
         from prana.hub.client import Client
 
         return Client
+    if name == "cluster_local":
+        from prana.analyses.kmeans_jobs import cluster_local
+
+        return cluster_local
     raise AttributeError(f"module 'prana' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "Client", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation", "ProtocolError",
+__all__ = ["__version__", "Client", "cluster_local", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation", "ProtocolError",
            "MalformedMessage", "PeerAborted", "PeerTimeout"]

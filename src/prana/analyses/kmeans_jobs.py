@@ -110,6 +110,11 @@ def _features(table: pd.DataFrame, request: Request, source: str) -> tuple[list[
         columns = [column for column in table.columns if column != request.id_column]
     if not columns:
         raise InputValidationError(f"{source} has no feature column besides the id column")
+    for column in columns:
+        cells = table[column]
+        if cells.dtype.kind not in "iuf" and pd.to_numeric(cells, errors="coerce").isna().mean() > 0.5:
+            raise InputValidationError(f"column {column!r} of {source} holds text, not numbers; leave it out of the "
+                                       "feature columns (--columns), or link the parties on it (--id-column)")
     values = np.column_stack([numeric_column(table, column, source) for column in columns])
     return columns, kmeans.check_finite(values, columns, source)
 
