@@ -16,6 +16,7 @@ from prana.cli.demo_kmeans import write_stations
 from prana.config import Federation
 from prana.datasets.health import PARTIES, write_demo_files
 from prana.engine.local import local_federation, wait_for_port
+from prana.station.audit import AuditLog
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -81,6 +82,10 @@ def test_the_analyst_clusters_three_stations_from_the_command_line(stations):
         labels = pd.read_csv(next((stations["root"] / party / "state" / "tasks").glob("*/labels.csv")),
                              dtype={"bsn": str})
         assert sorted(labels["bsn"]) == common
+        entries = AuditLog(stations["root"] / party / "state" / "audit.jsonl").entries()
+        sent = {entry.recipient: entry for entry in entries if entry.event == "shares-sent"}
+        assert set(sent) == set(PARTIES) - {party} and all(entry.bytes > 0 for entry in sent.values())
+        assert [entry.recipient for entry in entries if entry.event == "output-sent"] == ["researcher"]
 
 
 def test_a_task_with_a_wrong_column_fails_with_the_station_s_sentence(stations):

@@ -168,10 +168,17 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
 
         ids = check_ids(frame[wanted.id_column], source)
     progress("connecting")
+    sent: dict[str, int] = {}
+
+    def on_event(event: str, details: dict[str, Any]) -> None:
+        if event == "run":
+            progress("mpc", seconds=details["seconds"])
+        elif event == "sent":                       # input shares and output shares, per peer (for the audit)
+            sent[details["to"]] = sent.get(details["to"], 0) + int(details.get("bytes", 0))
+
     with CommitteeSession(Federation.load(federation), me, committee, session, wanted.public(),
                           timeouts=Timeouts(connect=connect, step=step), addresses=dict(addresses or {}),
-                          on_event=lambda event, details: progress("mpc", seconds=details["seconds"])
-                          if event == "run" else None) as party:
+                          on_event=on_event) as party:
         meta = _exchange(party, "meta", {"columns": columns, "rows": len(values),
                                          "min_group_size": max(station_min_group_size, wanted.min_group_size)})
         minimum = max(int(item["min_group_size"]) for item in meta.values())
@@ -221,6 +228,7 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
     progress("done")
     all_columns = [column for name in committee for column in meta[name]["columns"]] if wanted.vertical else columns
     return {"labels": labels.tolist(), "ids": ids, "persons": persons, "iterations": int(out["iterations"]),
+            "width": len(columns), "sent": sent,
             "min_group_size": minimum, "columns": all_columns, "committee": list(committee),
             "exports": {name: base64.b64encode(out[name]).decode() for name in ("centroids", "sizes")}}
 

@@ -64,8 +64,9 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                            "cluster": result["labels"]})
     labels.to_csv(context.workdir / "labels.csv", index=False)
     peers = [name for name in committee if name != context.me]
-    context.record("shares-sent", kind="shares", shape=[int(result["persons"]), len(result["columns"])],
-                   recipient=",".join(peers), outcome="own columns")
+    for peer in peers:
+        context.record("shares-sent", kind="shares", shape=[int(result["persons"]), int(result["width"])],
+                       recipient=peer, bytes=int(result["sent"].get(peer, 0)), outcome="own columns, outputs")
     context.record("labels-kept", kind="labels", shape=[len(labels)], outcome="labels.csv")
     payload = json.dumps({key: result[key] for key in ("exports", "persons", "iterations", "min_group_size",
                                                        "columns", "committee")} | {"station": context.me}).encode()
