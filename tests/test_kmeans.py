@@ -281,3 +281,22 @@ def test_two_parties_cluster_with_cheetah(tmp_path):
     secure = result.labels["b"].set_index("id").loc[common, "cluster"].to_numpy()
     assert (secure == np.asarray(labels)).mean() >= 0.995
     assert np.abs(result.sizes["size"].to_numpy(dtype=int) - np.asarray(counts)).max() <= 2
+
+
+def test_a_request_is_checked_before_anything_runs():
+    from prana.analyses.kmeans_jobs import Request, _init_block
+
+    with pytest.raises(InputValidationError, match="k must be a whole number of at least 2"):
+        Request(k=1).check()
+    with pytest.raises(InputValidationError, match="iterations must be a whole number from 1 to 1,000"):
+        Request(k=3, iterations=0).check()
+    with pytest.raises(InputValidationError, match="the initial centroids have 2 rows but k is 3"):
+        Request(k=3, init=[[1.0], [2.0]], init_columns=["x"]).check()
+    with pytest.raises(InputValidationError, match="k-means has no parameter 'clusters'"):
+        Request.from_dict({"k": 3, "clusters": 4})
+    request = Request(k=2, init=[[1.0, 5.0], [2.0, 6.0]], init_columns=["x", "z"]).check()
+    scaler = Standardiser(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    with pytest.raises(InputValidationError, match="the initial centroids have no column 'y' \\(a feature of b.csv\\)"):
+        _init_block(request, ["x", "y"], scaler, "b.csv")
+    np.testing.assert_array_equal(_init_block(request, ["z", "x"], scaler, "b.csv"), [[5 * SCALE, SCALE],
+                                                                                      [6 * SCALE, 2 * SCALE]])

@@ -143,7 +143,8 @@ def _global_scale(session: CommitteeSession, values: np.ndarray, columns: list[s
 
 
 def _init_block(request: Request, columns: list[str], scaler: kmeans.Standardiser, source: str) -> np.ndarray:
-    assert request.init is not None and request.init_columns is not None
+    if request.init is None or request.init_columns is None:
+        raise ConfigError("explicit initial centroids were expected but not given")
     missing = [column for column in columns if column not in request.init_columns]
     if missing:
         raise InputValidationError(f"the initial centroids have no column {missing[0]!r} (a feature of {source})")
