@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from kmeans_targets import vertical_tables  # noqa: E402
 
-from prana.analyses.kmeans_jobs import cluster_local  # noqa: E402
+from prana.analyses.kmeans_jobs import ProgressFile, cluster_local  # noqa: E402
 
 SEED_SECONDS = 5400.0   # whitepaper: "clustering 100,000 persons on 12 attributes takes about 1.5 hours"
 console = Console()
@@ -62,7 +62,7 @@ def plaintext(data: np.ndarray, init: np.ndarray, iterations: int) -> tuple[dict
 
 def phases(workdir: Path, party: str) -> dict[str, float]:
     """Seconds per phase, from the progress events of one member."""
-    events = [json.loads(line) for line in (workdir / party / f"progress-{party}.jsonl").read_text().splitlines()]
+    events = ProgressFile.of_member(workdir / party, party).events()
     at = {event["step"]: event["time"] for event in events}
     mpc = sum(event.get("seconds", 0.0) for event in events if event["step"] == "mpc")
     return {"connect (TLS hello, SPU link)": at["linking"] - at["connecting"],

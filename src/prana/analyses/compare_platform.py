@@ -16,7 +16,6 @@ What each party learns is as in `prana.analyses.compare`.
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ import pandas as pd
 from prana.analyses import compare_jobs
 from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, SourceTable
 from prana.analyses.tables import id_column, numeric_column, require_columns
+from prana.engine.channel import free_endpoint
 from prana.engine.encoding import INT32_MAX, IntegerEncoding
 from prana.engine.local import LocalCommittee, error_for
 from prana.errors import InputValidationError, PranaError
@@ -46,12 +46,6 @@ def _parameters(task: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _free_endpoint(host: str) -> str:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return f"{host}:{probe.getsockname()[1]}"
-
-
 def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     """The source's side, run by the authority's station for one task."""
     params = _parameters(task)
@@ -65,8 +59,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     table = SourceTable(id_column(frame, params["id_column"], source), values, anonymity=params["anonymity"],
                         encoding=encoding)
     table.save(context.workdir / "table")
-    host = context.federation.party(context.me).address.rpartition(":")[0]
-    endpoint = _free_endpoint(host)
+    endpoint = free_endpoint(context.federation.party(context.me).host)
     context.progress("waiting for the verifier", 0, 1)
     context.running(endpoint)
     idle = max(5.0, context.deadline - time.time())

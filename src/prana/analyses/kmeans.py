@@ -225,8 +225,6 @@ def release(centroids: jnp.ndarray, counts: jnp.ndarray, mean: jnp.ndarray, std:
 
 
 def check_k(k: int, persons: int) -> None:
-    if not isinstance(k, int) or k < 2:
-        raise InputValidationError("k must be a whole number of at least 2")
     if k > persons:
         raise InputValidationError(f"k = {k} is larger than the number of persons to cluster ({persons})")
 

@@ -35,10 +35,11 @@ import pandas as pd
 from prana.analyses import kmeans
 from prana.analyses.tables import numeric_column, read_table, require_columns
 from prana.config import Federation
-from prana.engine.session import SEALED_PREFIX, CommitteeSession, Timeouts, reconstruct_exported
+from prana.engine.session import SEALED_PREFIX, CommitteeSession, Timeouts, new_session_id, reconstruct_exported
 from prana.errors import ConfigError, InputValidationError, PranaError
 
 ANALYST = "analyst"
+STEPS = ("connecting", "linking", "scaling", "compiling", "clustering", "done")
 DEFAULT_ITERATIONS = 20
 DEFAULT_MIN_GROUP_SIZE = 10
 
@@ -110,29 +111,25 @@ def _features(table: pd.DataFrame, request: Request, source: str) -> tuple[list[
         columns = [column for column in table.columns if column != request.id_column]
     if not columns:
         raise InputValidationError(f"{source} has no feature column besides the id column")
+    values = []
     for column in columns:
-        cells = table[column]
-        if cells.dtype.kind not in "iuf" and pd.to_numeric(cells, errors="coerce").isna().mean() > 0.5:
-            raise InputValidationError(f"column {column!r} of {source} holds text, not numbers; leave it out of the "
-                                       "feature columns (--columns), or link the parties on it (--id-column)")
-    values = np.column_stack([numeric_column(table, column, source) for column in columns])
-    return columns, kmeans.check_finite(values, columns, source)
-
-
-def _exchange(session: CommitteeSession, step: str, message: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Send `message` to every peer and collect theirs (small control messages: no ordering needed)."""
-    for peer in session.peers:
-        session.send(peer, step, message)
-    return {session.me: message} | {peer: session.recv(peer, step) for peer in session.peers}
+        try:
+            values.append(numeric_column(table, column, source))
+        except InputValidationError:
+            if pd.to_numeric(table[column], errors="coerce").isna().mean() > 0.5:   # mostly text: an id, a name
+                raise InputValidationError(f"column {column!r} of {source} holds text, not numbers; leave it out of "
+                                           "the feature columns (--columns), or link the parties on it "
+                                           "(--id-column)") from None
+            raise
+    return columns, kmeans.check_finite(np.column_stack(values), columns, source)
 
 
 def _global_scale(session: CommitteeSession, values: np.ndarray, columns: list[str], source: str,
-                  counts: dict[str, int]) -> kmeans.Standardiser:
+                  total: int) -> kmeans.Standardiser:
     """Horizontal: the global mean and standard deviation of every column, by two secure sums (the row
     counts are public: they are the shapes of the program's inputs)."""
     parties = list(session.committee)
     width = len(columns)
-    total = sum(counts.values())
     local = kmeans.check_contribution(values.sum(axis=0) / total, columns, source)
     mean = session.run(kmeans.sum_program(parties, (width,), "float64", "mean"), {f"mean_{session.me}": local})["mean"]
     spread = kmeans.check_contribution(((values - mean) ** 2).sum(axis=0) / total, columns, source)
@@ -159,7 +156,7 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
     wanted = Request.from_dict(request)
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    progress = _ProgressFile(work / f"progress-{me}.jsonl")
+    progress = ProgressFile.of_member(work, me)
     source = Path(table).name
     frame = read_table(table, [wanted.id_column] if wanted.vertical else None)
     columns, values = _features(frame, wanted, source)
@@ -180,8 +177,9 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
     with CommitteeSession(Federation.load(federation), me, committee, session, wanted.public(),
                           timeouts=Timeouts(connect=connect, step=step), addresses=dict(addresses or {}),
                           on_event=on_event) as party:
-        meta = _exchange(party, "meta", {"columns": columns, "rows": len(values),
-                                         "min_group_size": max(station_min_group_size, wanted.min_group_size)})
+        mine = {"columns": columns, "rows": len(values),
+                "min_group_size": max(station_min_group_size, wanted.min_group_size)}
+        meta = {me: mine} | party.exchange("meta", mine)
         minimum = max(int(item["min_group_size"]) for item in meta.values())
         if wanted.vertical:
             from prana.analyses.linkage import link_rows
@@ -203,7 +201,7 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
             persons = sum(counts.values())
             kmeans.check_k(wanted.k, persons)
             progress("scaling")
-            scaler = _global_scale(party, values, columns, source, counts)
+            scaler = _global_scale(party, values, columns, source, persons)
         seed = wanted.seed if wanted.seed is not None else int(hashlib.sha256(session.encode()).hexdigest()[:8], 16)
         plan = kmeans.Plan(k=wanted.k, iterations=wanted.iterations, tolerance=wanted.tolerance,
                            init=None if wanted.init is not None else kmeans.InitPlan.draw(persons, wanted.k, seed),
@@ -234,15 +232,35 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
             "exports": {name: base64.b64encode(out[name]).decode() for name in ("centroids", "sizes")}}
 
 
-class _ProgressFile:
-    """Progress events of a member, as JSON lines a supervisor can follow."""
+class ProgressFile:
+    """Progress events of a member, as JSON lines a supervisor can follow: the STEPS in order, plus
+    "mpc" events with the seconds of each secure run."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @classmethod
+    def of_member(cls, workdir: Path, me: str) -> "ProgressFile":
+        return cls(Path(workdir) / f"progress-{me}.jsonl")
+
     def __call__(self, step: str, **details: Any) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps({"step": step, "time": time.time(), **details}) + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+
+    def latest(self) -> str | None:
+        """The last of the STEPS reached so far, if any."""
+        steps = [event["step"] for event in self.events() if event["step"] in STEPS]
+        return steps[-1] if steps else None
+
+
+def labels_frame(result: dict[str, Any], id_column: str | None) -> pd.DataFrame:
+    """A member's labels: by id (vertical), or by data row counted from 1 (horizontal)."""
+    if id_column is None:
+        return pd.DataFrame({"row": np.arange(1, len(result["labels"]) + 1), "cluster": result["labels"]})
+    return pd.DataFrame({id_column: result["ids"], "cluster": result["labels"]})
 
 
 # -- the analyst's view --------------------------------------------------------------------------------------
@@ -256,6 +274,7 @@ class Clustering:
     iterations: int
     persons: int
     min_group_size: int
+    session: str                                                     # the session (on the platform: the task)
     labels: dict[str, pd.DataFrame] = field(default_factory=dict)   # per party (local runs only)
 
     @property
@@ -292,10 +311,12 @@ def assemble(session: str, exports: list[dict[str, str]], meta: dict[str, Any]) 
     size_table = pd.DataFrame({"cluster": range(len(sizes)), "size": pd.array(np.where(suppressed, 0, sizes), dtype="Int64"),
                                "suppressed": suppressed})
     size_table.loc[suppressed, "size"] = pd.NA
-    return Clustering(table, size_table, int(meta["iterations"]), int(meta["persons"]), int(meta["min_group_size"]))
+    return Clustering(table, size_table, int(meta["iterations"]), int(meta["persons"]), int(meta["min_group_size"]),
+                      session)
 
 
-def _party_names(paths: list[Path]) -> list[str]:
+def party_names(paths: list[Path]) -> list[str]:
+    """The party name of each data file in a local run: its file name, made safe and unique."""
     names = [re.sub(r"[^A-Za-z0-9_-]", "-", path.stem)[:40] or "party" for path in paths]
     if len(set(names)) != len(names):
         names = [f"{name}-{index + 1}" for index, name in enumerate(names)]
@@ -323,10 +344,10 @@ def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = Non
     init_columns, init_rows = load_init(init) if init is not None else (None, None)
     request = Request(k=k, iterations=iterations, tolerance=tolerance, seed=seed, min_group_size=min_group_size,
                       id_column=id_column, columns=columns, init=init_rows, init_columns=init_columns).check()
-    parties = _party_names(paths)
+    parties = party_names(paths)
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="prana-cluster-"))
     federation = local_federation(work / "federation", parties)
-    session = hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:24]
+    session = new_session_id()
     with LocalCommittee(workdir=work / "run") as committee:
         for party, path in zip(parties, paths):
             committee.spawn(party, "prana.analyses.kmeans_jobs:member",
@@ -339,11 +360,7 @@ def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = Non
     first = results[parties[0]]
     clustering = assemble(session, [results[party]["exports"] for party in parties], first)
     for party in parties:
-        result = results[party]
-        key = "row" if id_column is None else id_column          # horizontal: the data row, counted from 1
-        clustering.labels[party] = pd.DataFrame(
-            {key: result["ids"] if result["ids"] is not None else np.arange(1, len(result["labels"]) + 1),
-             "cluster": result["labels"]})
+        clustering.labels[party] = labels_frame(results[party], id_column)
     if out is not None:
         clustering.save(out)
     return clustering
@@ -360,12 +377,10 @@ def _follow(committee: Any, parties: list[str], work: Path, timeout: float,
                 result = committee.poll(party)
                 if result is not None:
                     results[party] = result
-            path = work / party / f"progress-{party}.jsonl"
-            if on_progress is not None and path.exists():
-                lines = path.read_text().splitlines()
-                if lines and seen.get(party) != lines[-1]:
-                    seen[party] = lines[-1]
-                    on_progress(party, json.loads(lines[-1])["step"])
+            step = ProgressFile.of_member(work / party, party).latest() if on_progress is not None else None
+            if step is not None and seen.get(party) != step:
+                seen[party] = step
+                on_progress(party, step)
         if any("error" in result for result in results.values()):
             time.sleep(3.0)     # the others stop within seconds of a peer's error; then keep what they said
             for party in parties:

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 
-from prana.analyses.kmeans_jobs import Clustering, Request, assemble
-from prana.engine.local import LocalCommittee, error_for, free_port
+from prana.analyses.kmeans_jobs import STEPS, Clustering, ProgressFile, Request, assemble, labels_frame
+from prana.engine.channel import free_endpoint
+from prana.engine.local import LocalCommittee, error_for
 from prana.errors import ConfigError, PranaError
 
 ANALYSIS = "kmeans"
 RESULT_PREFIX = "kmeans."
+LAST = len(STEPS) - 1          # progress is reported as (index of the step, LAST)
 
 
 def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
@@ -43,10 +43,9 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"k-means runs on 2 or 3 stations, not {len(committee)}")
     table = context.workdir / "data.csv"         # for the worker; removed after the run
     context.dataset(task["dataset"]).to_csv(table, index=False)
-    host = context.federation.party(context.me).address.rpartition(":")[0]
-    endpoint = f"{host}:{free_port(host)}"
+    endpoint = free_endpoint(context.federation.party(context.me).host)
     context.running(endpoint)
-    context.progress("waiting for the other stations", 0, 5)
+    context.progress("waiting for the other stations", 0, LAST)
     endpoints = _await_endpoints(context, committee)
     with LocalCommittee(workdir=context.workdir / "worker") as worker:
         worker.spawn(context.me, "prana.analyses.kmeans_jobs:member",
@@ -54,14 +53,12 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                       "session": task["id"], "table": str(table), "request": request.__dict__,
                       "workdir": str(context.workdir / "member"), "addresses": endpoints,
                       "station_min_group_size": context.min_group_size})
-        result = _follow(context, worker, context.workdir / "member" / f"progress-{context.me}.jsonl")
+        result = _follow(context, worker, ProgressFile.of_member(context.workdir / "member", context.me))
     table.unlink(missing_ok=True)
     error = error_for(context.me, result)
     if error is not None:
         raise error
-    key = request.id_column or "row"
-    labels = pd.DataFrame({key: result["ids"] if result["ids"] is not None else range(1, len(result["labels"]) + 1),
-                           "cluster": result["labels"]})
+    labels = labels_frame(result, request.id_column)
     labels.to_csv(context.workdir / "labels.csv", index=False)
     peers = [name for name in committee if name != context.me]
     for peer in peers:
@@ -74,7 +71,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
         context.deliver(recipient, RESULT_PREFIX + context.me, payload)
         context.record("output-sent", kind="sealed-shares", recipient=recipient, bytes=len(payload),
                        outcome="centroids, sizes")
-    context.progress("done", 5, 5)
+    context.progress("done", LAST, LAST)
     return {"persons": int(result["persons"]), "iterations": int(result["iterations"])}
 
 
@@ -92,20 +89,16 @@ def _await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:
         time.sleep(0.3)
 
 
-def _follow(context: Any, worker: LocalCommittee, progress_file: Path) -> dict[str, Any]:
-    steps = ["connecting", "linking", "scaling", "compiling", "clustering", "done"]
-    last = ""
+def _follow(context: Any, worker: LocalCommittee, progress: ProgressFile) -> dict[str, Any]:
+    last = None
     while True:
         result = worker.poll(context.me)
         if result is not None:
             return result
-        if progress_file.exists():
-            lines = progress_file.read_text().splitlines()
-            if lines and lines[-1] != last:
-                last = lines[-1]
-                step = json.loads(last)["step"]
-                if step in steps:
-                    context.progress(step, steps.index(step), 5)
+        step = progress.latest()
+        if step is not None and step != last:
+            last = step
+            context.progress(step, STEPS.index(step), LAST)
         if context.ended() or time.time() > context.deadline + 60:
             worker.kill(context.me)
             raise PranaError("the task ended before the clustering finished")

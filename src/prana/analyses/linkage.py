@@ -158,11 +158,8 @@ def _digests(ids: list[str], session: str) -> list[str]:
 
 def _agree(session: CommitteeSession, step: str, message: dict[str, Any], what: str) -> None:
     """Send `message` to every peer, then check that each peer sent the same."""
-    peers = [name for name in session.committee if name != session.me]
-    for peer in peers:
-        session.send(peer, step, message)
-    for peer in peers:
-        if session.recv(peer, step) != message:
+    for peer, reply in session.exchange(step, message).items():
+        if reply != message:
             raise ProtocolError(f"{peer} and {session.me} disagree on {what}", peer=peer, task=session.session,
                                 step=step)
 

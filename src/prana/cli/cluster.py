@@ -21,7 +21,7 @@ app = typer.Typer(no_args_is_help=True, help=(
     "The analyst gets the centroids (original units) and cluster sizes; each party gets the labels of its "
     "own rows. Clusters smaller than the minimum group size are suppressed."))
 
-STEPS = ["connecting", "linking", "scaling", "compiling", "clustering", "done"]
+STEPS = kmeans_jobs.STEPS
 
 K = typer.Option(..., "--k", "-k", min=2, help="Number of clusters.")
 ITERATIONS = typer.Option(kmeans_jobs.DEFAULT_ITERATIONS, "--iterations", min=1, max=1000,
@@ -93,20 +93,19 @@ def local(data: str = typer.Option(..., "--data", help="2 or 3 tables (CSV or Pa
     features = [item.strip() for item in columns.split(",")] if columns else None
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
                   TimeElapsedColumn(), console=errors, transient=True) as progress:
-        bars = {path.stem: progress.add_task(path.stem, total=len(STEPS) - 1, step="starting") for path in paths}
+        bars = {party: progress.add_task(party, total=len(STEPS) - 1, step="starting")
+                for party in kmeans_jobs.party_names(paths)}
 
         def update(party: str, step: str) -> None:
-            bar = next((bars[name] for name in bars if party.startswith(name[:40])), None)
-            if bar is not None and step in STEPS:
-                progress.update(bar, completed=STEPS.index(step), step=step)
+            progress.update(bars[party], completed=STEPS.index(step), step=step)
 
         result = kmeans_jobs.cluster_local(paths, k=k, id_column=id_column, init=init, iterations=iterations,
                                            tolerance=tolerance, seed=seed, min_group_size=min_group_size,
-                                           columns=features, out=out, on_progress=update)
+                                           columns=features, on_progress=update)
     kind = "vertical" if id_column else "horizontal"
     print_clustering(result, f"k-means ({kind}, {len(paths)} parties): {result.persons:,} persons, k={k}, "
                              f"{result.iterations} iterations")
-    written = [out / "centroids.csv", out / "sizes.csv", *(out / f"labels-{party}.csv" for party in result.labels)]
+    written = result.save(out)
     if plot:
         from prana.cli.plots import clusters_png
 

@@ -17,7 +17,7 @@ import pandas as pd
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from prana.cli.demo import services
-from prana.cli.output import console
+from prana.cli.output import console, task_progress
 from prana.errors import PranaError
 
 STATION = """# The {party}'s station: one dataset with its declared schema, and its policy.
@@ -89,23 +89,19 @@ def run_kmeans_demo(root: Path, shared: int = 10_000, k: int = 4, iterations: in
             bar = progress.add_task("researcher submits the task", total=None)
 
             def update(task: dict) -> None:
-                steps = [f"{name}: {(part['progress'] or {}).get('step', '') or part['state']}"
-                         for name, part in task["stations"].items()]
-                progress.update(bar, description=f"task {task['id']}: {task['state']} ({'; '.join(steps)})")
+                progress.update(bar, description=task_progress(task))
 
             result = kmeans_platform.submit(client, stations={party: "families" for party in stations},
                                             request=request, me="researcher", timeout=600, on_update=update)
-            task = client.tasks()[-1]
         seconds = time.perf_counter() - started
         print_clustering(result, f"What the researcher learns ({result.persons:,} linked families, "
                                  f"{result.iterations} iterations, {seconds:.1f} s), and nothing else")
         for party in stations:
-            labels = pd.read_csv(root / party / "state" / "tasks" / task["id"] / "labels.csv", dtype={"bsn": str})
-            result.labels[party] = labels
-            console.print(f"  {party} keeps the labels of its own {len(labels):,} linked rows "
-                          f"({root / party / 'state' / 'tasks' / task['id'] / 'labels.csv'})")
+            kept = root / party / "state" / "tasks" / result.session / "labels.csv"
+            result.labels[party] = labels = pd.read_csv(kept, dtype={"bsn": str})
+            console.print(f"  {party} keeps the labels of its own {len(labels):,} linked rows ({kept})")
         log = AuditLog(root / "clinic" / "state" / "audit.jsonl")
-        console.print(audit_table(log.entries(), compact=True, title=f"The clinic station's audit log (task {task['id']})"))
+        console.print(audit_table(log.entries(), compact=True, title=f"The clinic station's audit log (task {result.session})"))
         agreement = _check(result, paths, request)
         picture = clusters_png(result, [paths[party] for party in stations], "bsn", root / "clusters.png")
         console.print(f"plaintext check: {agreement:.2%} of the families get the same cluster as plaintext Lloyd on "

@@ -30,6 +30,13 @@ def answers_table(answers: pd.DataFrame, title: str, limit: int = 40) -> Table:
     return table
 
 
+def task_progress(task: dict) -> str:
+    """One line for a task on the platform: its state and each station's step."""
+    steps = [f"{name}: {(part.get('progress') or {}).get('step', '') or part['state']}"
+             for name, part in task["stations"].items()]
+    return f"task {task['id']}: {task['state']} ({'; '.join(steps)})"
+
+
 def _format(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return f"{int(value):,}"

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from prana.cli.output import answers_table, console, errors
+from prana.cli.output import answers_table, console, errors, task_progress
 from prana.config import Federation
 from prana.errors import ConfigError, PranaError
 
@@ -167,9 +167,7 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare 
         bar = progress.add_task("submitted", total=None)
 
         def update(task: dict) -> None:
-            steps = [f"{name}: {part.get('progress', {}).get('step', '') or part['state']}"
-                     for name, part in task["stations"].items()]
-            progress.update(bar, description=f"{task['id']}: {task['state']} ({'; '.join(steps)})")
+            progress.update(bar, description=task_progress(task))
 
         if analysis == "kmeans":
             _submit_kmeans(client, me, stations, out, update, timeout, id_column=id_column, k=k,

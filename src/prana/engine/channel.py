@@ -164,6 +164,18 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port on `host` that is free now (the OS picks it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def free_endpoint(host: str) -> str:
+    """`host:port` with a port that is free now: for an engine link or a per-task listener."""
+    return f"{host}:{free_port(host)}"
+
+
 def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *, timeout: float,
             certificate: str | None = None, private_key: str | None = None,
             address: str | None = None) -> tuple[Channel, dict[str, Any]]:

@@ -28,13 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prana.engine.channel import free_port
 from prana.errors import PranaError
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_port(address: str, timeout: float = 30.0) -> bool:

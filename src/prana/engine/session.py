@@ -36,7 +36,7 @@ import numpy as np
 
 from prana.config import Federation
 from prana.engine import wire
-from prana.engine.channel import Arrival, Channel, Listener, connect, split_address
+from prana.engine.channel import Arrival, Channel, Listener, connect, free_endpoint, split_address
 from prana.engine.native import quiet_native_logs
 from prana.engine.program import SecureProgram
 from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, PranaError, ProtocolError
@@ -77,12 +77,6 @@ def runtime_config(committee_size: int, ring_bits: int, fraction_bits: int) -> A
 
 def new_session_id() -> str:
     return secrets.token_hex(12)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def engine_error(exc: BaseException, step: str, session: str) -> ProtocolError:
@@ -170,8 +164,7 @@ class CommitteeSession:
         quiet_native_logs()
         if self.listener is None and any(self.committee.index(peer) > self.rank for peer in self.committee):
             self._listen()   # only members that others connect to need an inbound port
-        host = split_address(self.federation.party(self.me).address)[0]
-        engine = f"{host}:{_free_port(host)}"
+        engine = free_endpoint(self.federation.party(self.me).host)
         hello = self._hello(engine)
         try:
             for peer in self.committee:
@@ -271,22 +264,16 @@ class CommitteeSession:
         if step in self._link_steps:
             raise ConfigError(f"step {step!r} already opened a link in session {self.session}")
         self._link_steps.add(step)
-        host = split_address(self.federation.party(self.me).address)[0]
-        engine = f"{host}:{_free_port(host)}"
+        engine = free_endpoint(self.federation.party(self.me).host)
         peers = [name for name in members if name != self.me]
-        for peer in peers:
-            self.send(peer, step, {"engine": engine})
-        announced = {peer: self._engine_address(peer, self.recv(peer, step).get("engine", ""), step)
-                     for peer in peers}
+        announced = {peer: self._engine_address(peer, reply.get("engine", ""), step)
+                     for peer, reply in self.exchange(step, {"engine": engine}, peers).items()}
         addresses = {name: engine if name == self.me else announced[name] for name in members}
         link = self._brpc_link(f"{self.session}:{step}", addresses, step)
         # create_brpc has run yacl's ConnectToMesh, and spu.psi runs it once more. Its test message has a
         # fixed key: if a peer's second one arrives before we consumed its first, it is dropped, and we wait
         # for it until the receive timeout (1 PSI run in 8 hung so). So nobody goes on before every end is up.
-        for peer in peers:
-            self.send(peer, f"{step}:up", {})
-        for peer in peers:
-            self.recv(peer, f"{step}:up")
+        self.exchange(f"{step}:up", {}, peers)
         # Kept until the session closes: dropping a yacl link right after its last message can destroy a
         # channel while brpc still completes a send, and brpc then aborts the process (seen after a PSI).
         self._side_links.append(link)
@@ -323,6 +310,14 @@ class CommitteeSession:
     def send(self, peer: str, step: str, message: dict[str, Any]) -> int:
         return self.peers[peer].send(wire.Frame(wire.Kind.CONTROL, {**message, "session": self.session,
                                                                     "step": step}))
+
+    def exchange(self, step: str, message: dict[str, Any], peers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Send `message` to every peer (or to `peers`), then receive each one's message of the same step. For
+        small control messages only: every send completes before anyone reads."""
+        targets = [name for name in self.committee if name != self.me] if peers is None else list(peers)
+        for peer in targets:
+            self.send(peer, step, message)
+        return {peer: self.recv(peer, step) for peer in targets}
 
     def recv(self, peer: str, step: str, timeout: float | None = None) -> dict[str, Any]:
         frame = self.peers[peer].recv(step=step, timeout=timeout or self.timeouts.step, kinds=(wire.Kind.CONTROL,))
@@ -470,11 +465,9 @@ class CommitteeSession:
 
 def export_share(session: CommitteeSession, name: str, share: Any) -> bytes:
     """This member's share of output `name`, as a self-describing SHARE frame for sealing to its recipient."""
-    header = {"session": session.session, "step": "export", "name": name, "party": session.me,
-              "rank": session.rank, "members": len(session.committee), "ring_bits": session.ring_bits,
-              "fraction_bits": session.fraction_bits}
-    frame = wire.share_frame(session.session, "export", name, share)
-    return wire.encode(wire.Frame(wire.Kind.SHARE, header, frame.blobs))
+    return wire.encode(wire.share_frame(session.session, "export", name, share, party=session.me, rank=session.rank,
+                                        members=len(session.committee), ring_bits=session.ring_bits,
+                                        fraction_bits=session.fraction_bits))
 
 
 def reconstruct_exported(exports: list[bytes], *, name: str, session: str) -> np.ndarray:

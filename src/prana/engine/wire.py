@@ -172,9 +172,9 @@ def frame_array(frame: Frame, *, peer: str | None = None) -> np.ndarray:
 
 # -- SPU shares and executables -----------------------------------------------------------------------------
 
-def share_frame(session: str, step: str, name: str, share: Any) -> Frame:
-    """Wrap one `libspu.Share` (meta plus chunks) for transport."""
-    return Frame(Kind.SHARE, {"session": session, "step": step, "name": name},
+def share_frame(session: str, step: str, name: str, share: Any, **header: Any) -> Frame:
+    """Wrap one `libspu.Share` (meta plus chunks) for transport; `header` adds plain fields."""
+    return Frame(Kind.SHARE, {**header, "session": session, "step": step, "name": name},
                  [bytes(share.meta), *(bytes(chunk) for chunk in share.share_chunks)])
 
 
