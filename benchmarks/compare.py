@@ -58,6 +58,9 @@ from prana.engine.local import LocalCommittee, local_federation
 from prana.errors import PranaError
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from machine import cpu, cpu_line  # noqa: E402
 ANCHORS = HERE / "anchors"
 RESULTS = HERE / "results" / "compare.json"
 KS = (1, 1000)
@@ -222,7 +225,8 @@ def render(prana: dict[int, dict], anchor: dict | None, args: argparse.Namespace
                      + ".\nAnchor: one process, no network, no lookup, Paillier/DGK-2048, 32-bit; its batch is "
                        "sequential comparisons. Ratio = anchor time / prana time (×: prana faster).\n"
                      f"1-min load average at start {loadavg[0]:.1f} on {os.cpu_count()} CPUs (above ~0.5: other work "
-                     f"competed; the load at the end, {loadavg[1]:.1f}, includes this run's own processes).")
+                     f"competed; the load at the end, {loadavg[1]:.1f}, includes this run's own processes).\n"
+                     + cpu_line())
     table.caption_justify = "left"
     return table
 
@@ -280,7 +284,7 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "persons": args.persons, "batch": args.batch, "repeats": args.repeats, "warm": args.warm,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu(), "platform": platform.platform(), "python": sys.version.split()[0],
                     "loadavg_start_end": loadavg},
         "source_load_s": {str(k): v for k, v in load.items()}, "prana": {str(k): v for k, v in prana.items()},
         "anchor": anchor, "anchor_error": anchor_error, "total_s": total,

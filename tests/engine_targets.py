@@ -29,7 +29,9 @@ def mix_program(committee: list[str], shape: list[int], owners: list[str], recip
 def member(federation: str, me: str, committee: list[str], session: str, shape: list[int], owners: list[str],
            recipients: list[str], inputs: dict[str, list], runs: int = 1, connect: float = 20.0,
            step: float = 30.0, ring_bits: int = 64, die_after_inputs: bool = False,
-           die_during_run: float = 0.0, fill: int | None = None) -> dict:
+           die_during_run: float = 0.0, fill: int | None = None, link_file: str | None = None) -> dict:
+    """One honest member. With `link_file`, it writes its engine address to `<link_file>.<me>` once the MPC link
+    is up, and holds there until `<link_file>.go` exists (a test probes the engine port meanwhile)."""
     program = mix_program(committee, shape, owners, recipients, ring_bits)
     mine = {name: np.asarray(value) for name, value in inputs.items()}
     if fill is not None:
@@ -41,19 +43,46 @@ def member(federation: str, me: str, committee: list[str], session: str, shape: 
         def crash_soon(event: str, details: dict) -> None:
             if event == "program":   # the inputs are about to be shared and the MPC run to start
                 threading.Timer(die_during_run, lambda: os._exit(9)).start()
+    elif link_file:
+        crash_soon = _hold_at_link(link_file, me, lambda: party)
     else:
         crash_soon = None
     results = []
-    with CommitteeSession(Federation.load(federation), me, committee, session, {"analysis": "mix"},
-                          ring_bits=ring_bits, timeouts=Timeouts(connect=connect, step=step),
-                          on_event=crash_soon) as party:
+    party = CommitteeSession(Federation.load(federation), me, committee, session, {"analysis": "mix"},
+                             ring_bits=ring_bits, timeouts=Timeouts(connect=connect, step=step), on_event=crash_soon)
+    with party:
         for _ in range(runs):
             if die_after_inputs:
                 import os
                 os._exit(9)
             out = party.run(program, mine)
             results.append({name: value.tolist() if fill is None else int(value.size) for name, value in out.items()})
+    if link_file:
+        return {"runs": results, **crash_soon.seen}
     return {"runs": results}
+
+
+def _hold_at_link(link_file: str, me: str, session):
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    def on_event(event: str, details: dict) -> None:
+        if event != "link" or "step" in details:
+            return
+        identity = getattr(session(), "_identity", None)   # absent before session certificates existed
+        if identity is not None:   # the link is up: brpc has read the key, which must be off the disk again
+            on_event.seen = {"key_folders": len(identity.folders),
+                             "key_files_left": any(folder.exists() for folder in identity.folders)}
+        Path(f"{link_file}.{me}.tmp").write_text(json.dumps({"engine": details["engine"]}))
+        os.replace(f"{link_file}.{me}.tmp", f"{link_file}.{me}")
+        deadline = time.monotonic() + 60
+        while not Path(f"{link_file}.go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    on_event.seen = {}
+    return on_event
 
 
 def client(federation: str, me: str, committee: list[str], session: str, shape: list[int], owners: list[str],
@@ -107,3 +136,54 @@ def rogue(federation: str, me: str, committee: list[str], session: str, mode: st
             except PranaError as exc:
                 return {"peer_said": str(exc)}
     return {"peer_said": ""}
+
+
+def forged_link_certificate(federation: str, me: str, committee: list[str], session: str, forgery: str) -> dict:
+    """A member with a valid federation certificate whose HELLO carries a bad session certificate: the
+    federation CA itself ("ca": trusting it would admit every federation certificate to the engine link),
+    two certificates in one ("two"), bytes that are no certificate ("garbage"), or 20 kB ("huge")."""
+    from pathlib import Path
+
+    from prana.errors import PranaError
+
+    fed = Federation.load(federation)
+
+    class Forger(CommitteeSession):
+        def _hello(self, engine: str) -> dict:
+            hello = super()._hello(engine)
+            real = hello.get("link_certificate", "")
+            hello["link_certificate"] = {"ca": Path(fed.ca_path).read_text(), "two": real + Path(fed.ca_path).read_text(),
+                                         "garbage": "-----BEGIN CERTIFICATE-----\nbm9wZQ==\n-----END CERTIFICATE-----\n",
+                                         "huge": "A" * 20_000}[forgery]
+            return hello
+
+    program = mix_program(committee, [2], ["a", "b", "a"], ["a", "b"])
+    try:
+        with Forger(fed, me, committee, session, {"analysis": "mix"}, timeouts=Timeouts(connect=20, step=20)) as party:
+            return {"runs": [{name: value.tolist() for name, value in party.run(program, {"y": np.array([5, 6])}).items()}]}
+    except PranaError as exc:
+        return {"error": str(exc), "type": type(exc).__name__}
+
+
+def listener(federation: str, me: str, ready_file: str, stop_file: str, arrival_timeout: float = 2.0,
+             seconds: float = 90.0) -> dict:
+    """A bare listener on `me`'s federation address, until `stop_file` exists. Reports its refusals, its
+    waiting arrivals and how much its peak memory grew (MiB) after it started listening."""
+    import inspect
+    import resource
+    import time
+    from pathlib import Path
+
+    from prana.engine.channel import Listener
+
+    options = {"arrival_timeout": arrival_timeout} if "arrival_timeout" in inspect.signature(Listener).parameters else {}
+    listening = Listener(Federation.load(federation), me, handshake_timeout=10.0, **options)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path(ready_file).write_text("ready")
+    deadline = time.monotonic() + seconds
+    while not Path(stop_file).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pending = len(listening._pending)
+    listening.close()
+    return {"refusals": list(listening.refusals), "pending": pending,
+            "peak_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024}

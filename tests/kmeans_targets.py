@@ -42,3 +42,22 @@ def vertical_tables(directory, persons: int, k: int, seed: int, widths=(4, 4, 4)
         paths.append(path)
         start += width
     return paths, pooled
+
+
+def spying_member(**kwargs) -> dict:
+    """A committee member that also reports every value the MPC revealed to it (the attacker's view)."""
+    from prana.analyses import kmeans_jobs
+    from prana.engine.session import CommitteeSession
+
+    revealed: dict[str, list] = {}
+    honest = CommitteeSession.run
+
+    def run(self, program, inputs):
+        out = honest(self, program, inputs)
+        for name, value in out.items():
+            if not isinstance(value, (bytes, bytearray)):
+                revealed[f"{program.name}:{name}"] = np.asarray(value, dtype=np.float64).tolist()
+        return out
+
+    CommitteeSession.run = run
+    return {"result": kmeans_jobs.member(**kwargs), "revealed": revealed}

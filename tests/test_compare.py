@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from prana.analyses import compare_jobs
-from prana.analyses.compare import (ANSWERS, RELATIONS, Claims, SourceTable, chunk_plan, hash_ids,
-                                    plaintext_answers, program)
+from prana.analyses.compare import (ANSWERS, MAX_CELLS_PER_RUN, RELATIONS, Claims, SourceTable, chunk_plan,
+                                    hash_ids, plaintext_answers, program)
+from prana.analyses.compare_buckets import bucket_layout, fixed_boundaries, mix
 from prana.engine.encoding import INT32_MAX
 from prana.engine.session import Timeouts
 
@@ -50,11 +51,15 @@ def test_buckets_hold_at_least_k_persons_and_every_person_is_found(persons, k):
     table = make_table(persons)
     source = SourceTable(table.person_id.tolist(), table.income.to_numpy(np.int32), anonymity=k)
     sizes = np.diff(source.starts)
-    assert sizes.max() - sizes.min() <= 1
-    assert source.smallest_bucket >= min(k, persons)
-    assert source.bucket_size == sizes.max()
-    position, tag1, _ = hash_ids(table.person_id.tolist(), source.salt)
-    requests = position if source.exact else np.searchsorted(source.boundaries, position, side="right")
+    assert source.smallest_bucket >= min(k, persons) and source.promised_anonymity >= min(k, persons)
+    assert sizes.max() <= source.bucket_size
+    if not source.exact:   # fixed public ranges: the layout is a function of the table size and k alone
+        assert (source.buckets, source.bucket_size) == bucket_layout(persons, k)
+        np.testing.assert_array_equal(source.boundaries, fixed_boundaries(source.buckets))
+    requests, tag1, _ = source.locate(table.person_id.tolist())
+    if not source.exact:
+        mixed = mix(hash_ids(table.person_id.tolist(), source.salt)[0], source.tweak)
+        np.testing.assert_array_equal(requests, np.searchsorted(source.boundaries, mixed, side="right"))
     gathered = source.gather(requests[:200], 200)
     for row in range(200):
         assert tag1[row] in gathered["tag1"][row]
@@ -65,7 +70,7 @@ def test_chunk_plan_covers_every_claim_with_equal_runs_and_little_padding():
         for size in [1, 10, 1000, 4000]:
             plan = chunk_plan(count, size)
             assert sum(plan) >= count and sum(plan) - count < len(plan)
-            assert len(set(plan)) == 1 and plan[0] * size <= max(size, 1_048_576)
+            assert len(set(plan)) == 1 and plan[0] * size <= max(size, MAX_CELLS_PER_RUN)
 
 
 @pytest.mark.parametrize("k", [1, 100])
@@ -73,8 +78,7 @@ def test_the_secure_program_in_plaintext_equals_a_dictionary_lookup(k):
     table = make_table(3000)
     claims = Claims.from_frame(make_claims(table, 80))
     source = SourceTable(table.person_id.tolist(), table.income.to_numpy(np.int32), anonymity=k)
-    position, tag1, tag2 = hash_ids(claims.person_ids, source.salt)
-    requests = position if k == 1 else np.searchsorted(source.boundaries, position, side="right")
+    requests, tag1, tag2 = source.locate(claims.person_ids)
     count = len(claims)
     relation = np.zeros((count, 3), np.int32)
     relation[np.arange(count), [RELATIONS[item] for item in claims.relations]] = 1

@@ -49,10 +49,32 @@ def postgres_url(tmp_path_factory):
         run("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
 
 
-def _exercise(url: str) -> None:
+def _signed(federation, **task) -> dict:
+    """A task as bank signs it (prana.signed)."""
+    from prana.signed import make_task
+
+    return make_task(federation.private_key_path("bank").read_bytes(),
+                     federation.certificate_path("bank").read_bytes(), requester="bank", **task)
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    from prana.config import Federation
+    from prana.engine.local import local_federation
+
+    return Federation.load(local_federation(tmp_path_factory.mktemp("fed"), ["hub", "bank", "authority"]))
+
+
+def _exercise(url: str, federation) -> None:
+    from prana.hub.store import DuplicateTask
+
     store = Store(url)
-    task = store.create(analysis="compare", requester="bank", parameters={"anonymity": 5},
-                        stations={"authority": "incomes", "insurer": "claims"}, recipients=["bank"], timeout=60)
+    envelope = _signed(federation, analysis="compare", parameters={"anonymity": 5},
+                       stations={"authority": "incomes", "insurer": "claims"}, recipients=["bank"], timeout=60)
+    task = store.create(envelope)
+    assert task["envelope"] == envelope and len(task["id"]) == 24
+    with pytest.raises(DuplicateTask):
+        store.create(envelope)                                      # the same signed task twice
     assert {item["id"] for item in store.claim_new("authority")} == {task["id"]}
     assert store.claim_new("authority") == []
     store.report(task["id"], "authority", state="running", progress={"step": "run", "done": 1, "total": 3})
@@ -62,18 +84,25 @@ def _exercise(url: str) -> None:
     store.report(task["id"], "insurer", state="refused", reason="no policy")
     view = Store(url).get(task["id"])                               # a fresh connection: nothing was lost
     assert view["state"] == "refused" and view["reason"] == "insurer: no policy"
-    late = store.create(analysis="compare", requester="bank", parameters={}, stations={"authority": "incomes"},
-                        recipients=["bank"], timeout=0.01)
+    late = store.create(_signed(federation, analysis="compare", parameters={}, stations={"authority": "incomes"},
+                                recipients=["bank"], timeout=0.01))
     time.sleep(0.05)
     assert late["id"] in store.expire()
     assert store.get(late["id"])["reason"] == "station authority did not answer in time"
     assert store.cancel(task["id"], "mallory", "x") is None
+    assert store.put_result(task["id"], "authority", "bank", "r", b"sealed") == "stored"
+    assert store.put_result(task["id"], "authority", "bank", "r", b"other") == "exists"   # never replaced
+    assert store.put_result(task["id"], "mallory", "bank", "s", b"x") == "forbidden"
+    assert store.results(task["id"], "bank") == [{"name": "r", "sender": "authority", "sealed": b"sealed"}]
+    store.record_anchor("authority", 5, "a" * 64)
+    store.record_anchor("authority", 3, "b" * 64)                   # an older head never replaces a newer one
+    assert store.anchor("authority")["seq"] == 5 and store.anchor("authority")["hash"] == "a" * 64
 
 
-def test_store_on_sqlite(tmp_path: Path):
-    _exercise(f"sqlite:///{tmp_path / 'hub.db'}")
+def test_store_on_sqlite(tmp_path: Path, federation):
+    _exercise(f"sqlite:///{tmp_path / 'hub.db'}", federation)
 
 
 @pytest.mark.slow
-def test_store_on_postgresql(postgres_url: str):
-    _exercise(postgres_url)
+def test_store_on_postgresql(postgres_url: str, federation):
+    _exercise(postgres_url, federation)

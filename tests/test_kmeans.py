@@ -9,7 +9,8 @@ import pytest
 from sklearn.cluster import KMeans
 
 from kmeans_targets import blobs, float_lloyd, vertical_tables
-from prana.analyses.kmeans import (SCALE, InitPlan, Plan, Standardiser, horizontal_program, lloyd, vertical_program)
+from prana.analyses.kmeans import (SCALE, InitPlan, Plan, Standardiser, horizontal_inputs, horizontal_program, lloyd,
+                                   vertical_program)
 from prana.analyses.kmeans_jobs import cluster_local
 from prana.errors import ConfigError, InputValidationError
 
@@ -80,11 +81,14 @@ def test_programs_split_their_outputs_and_suppress_small_clusters():
     np.testing.assert_array_equal(out["labels"], labels)
     pooled = Standardiser.fit(data, [f"f{i}" for i in range(6)], "t")
     q = pooled.quantise(data)
-    horizontal = horizontal_program(["a", "b", "c"], [100, 200, 300], 6, Plan(k=3, iterations=4), pooled, ("sealed:z",))
-    out = horizontal.plaintext({"x_a": q[:100], "x_b": q[100:300], "x_c": q[300:], "init": q[[0, 10, 20]]})
-    _, counts, labels, _ = lloyd(q, q[[0, 10, 20]], 4)
-    np.testing.assert_array_equal(np.concatenate([out["labels_a"], out["labels_b"], out["labels_c"]]), labels)
-    np.testing.assert_array_equal(out["sizes"], counts)
+    horizontal = horizontal_program(["a", "b", "c"], [100, 200, 300], 6, Plan(k=3, iterations=4), ("sealed:z",))
+    columns = [f"f{i}" for i in range(6)]
+    inputs = horizontal_inputs("a", data[:100], columns, "a", init=data[[0, 10, 20]])
+    inputs |= horizontal_inputs("b", data[100:300], columns, "b") | horizontal_inputs("c", data[300:], columns, "c")
+    out = horizontal.plaintext(inputs)
+    _, counts, labels, _ = lloyd(q, q[[0, 10, 20]], 4)                 # the scaling inside = the pooled one
+    assert (np.concatenate([out["labels_a"], out["labels_b"], out["labels_c"]]) == labels).mean() >= 0.999
+    assert np.abs(out["sizes"] - np.asarray(counts)).max() <= 1
 
 
 def test_bad_features_are_refused():
@@ -141,7 +145,13 @@ def test_secure_horizontal_kmeans_equals_plaintext_lloyd(tmp_path):
     assert result.iterations == int(rounds) < 30
     np.testing.assert_allclose(result.centroids.drop(columns="cluster").to_numpy(),
                                pooled.restore(np.asarray(centroids)), atol=0.01 * pooled.std.min())
-    np.testing.assert_array_equal(result.sizes["size"].to_numpy(dtype=int), np.asarray(counts))
+    program = horizontal_program(list("abc"), [700, 800, 900], 5, Plan(k=4, iterations=30, tolerance=1e-6,
+                                 init=InitPlan.draw(len(data), 4, 5)), ("sealed:z",))
+    columns = [f"f{i}" for i in range(5)]
+    oracle = program.plaintext({key: value for name, part in zip("abc", np.split(data, [700, 1500]))
+                                for key, value in horizontal_inputs(name, part, columns, name).items()})
+    np.testing.assert_array_equal(result.sizes["size"].to_numpy(dtype=int), oracle["sizes"])   # the same program
+    assert np.abs(oracle["sizes"] - np.asarray(counts)).max() <= 2
     _, reference = float_lloyd((data - pooled.mean) / pooled.std, np.asarray(start) / SCALE, int(rounds))
     assert (secure_labels == reference).mean() >= 0.999                # and the textbook float Lloyd agrees
     written = pd.read_csv(tmp_path / "out" / "labels-b.csv")

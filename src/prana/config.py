@@ -13,6 +13,10 @@ A federation file is TOML, written by `prana federation init`:
 
 Relative paths are relative to the folder of the federation file. Every party's copy of the file lists
 every party's address and certificate, but only its own private key is needed (and should be present).
+
+Beside the file: `users/NAME.pem` and `users/NAME-key.pem` (analysts, from `prana federation add-user`;
+`Federation.identity` and `certificate_of` find parties and users alike) and `crl.pem`, the revocation
+list written by `prana federation revoke` (see `prana.pki`).
 """
 
 from __future__ import annotations
@@ -106,6 +110,51 @@ class Federation(BaseModel):
         if not path.is_file():
             raise ConfigError(f"the private key of {name!r} is missing: {path}")
         return path
+
+    # -- identities: parties and users ---------------------------------------------------------------------
+
+    @property
+    def users_path(self) -> Path:
+        """The folder where `prana federation add-user` writes users' certificates and keys (users/)."""
+        return self.root / "users"
+
+    @property
+    def crl_path(self) -> Path:
+        """The federation's certificate revocation list, crl.pem beside the file (it may not exist)."""
+        return self.root / "crl.pem"
+
+    def users(self) -> list[str]:
+        """The names of the users whose certificates are in users/ (analysts: `federation add-user`)."""
+        if not self.users_path.is_dir():
+            return []
+        return sorted(path.stem for path in self.users_path.glob("*.pem")
+                      if not path.stem.endswith("-key") and PARTY_NAME.match(path.stem))
+
+    def _unknown(self, name: str) -> ConfigError:
+        parties = ", ".join(sorted(self.parties)) or "none"
+        users = ", ".join(self.users()) or "none"
+        return ConfigError(f"there is no party or user {name!r} in federation {self.name!r} "
+                           f"(parties: {parties}; users in {self.users_path}: {users})")
+
+    def certificate_of(self, name: str) -> Path:
+        """The certificate of party or user `name`: to seal results to them and to verify their signatures."""
+        if name in self.parties:
+            return self.certificate_path(name)
+        if PARTY_NAME.match(name):
+            path = self.users_path / f"{name}.pem"
+            if path.is_file():
+                return path
+        raise self._unknown(name)
+
+    def identity(self, name: str) -> tuple[Path, Path]:
+        """The certificate and private key that `name` (a party, or a user under users/) acts with."""
+        if name in self.parties:
+            return self.certificate_path(name), self.private_key_path(name)
+        certificate = self.certificate_of(name)
+        key = self.users_path / f"{name}-key.pem"
+        if not key.is_file():
+            raise ConfigError(f"the private key of user {name!r} is missing: {key}")
+        return certificate, key
 
     # -- files --------------------------------------------------------------------------------------------
 

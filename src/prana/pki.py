@@ -2,8 +2,15 @@
 
 `prana federation init` calls :func:`create_ca` once and :func:`issue_certificate` once per party. Every
 link between parties is mutual TLS under this CA: a peer whose certificate was issued by another CA is
-refused. Keys are EC P-256 and written with mode 0600; certificates carry a subjectAltName for every
-address the party listens on (brpc verifies the host, so `IP:127.0.0.1` is needed for loopback runs).
+refused. Keys are EC P-256 and written with mode 0600. A party's certificate carries a subjectAltName for
+the host of its own federation address and for its name, nothing else: a party on the same machine as
+another cannot pose as it by address (brpc verifies the host, so loopback federations use `127.0.0.1`).
+
+Revocation: `prana federation revoke NAME` calls :func:`revoke`, which adds the serial of NAME's certificate
+to `crl.pem` beside the federation file, signed by the CA. :func:`apply_revocation` makes an `ssl.SSLContext`
+check the peer's certificate against that list during the handshake; :func:`load_revoked` gives the revoked
+serials (re-read whenever the file changes) to services that check a caller themselves, such as the hub.
+Every party needs the current crl.pem in its copy of the federation folder.
 """
 
 from __future__ import annotations
@@ -11,8 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import ssl
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,6 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from prana.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prana.config import Federation
 
 VALIDITY = dt.timedelta(days=825)
 
@@ -152,9 +166,159 @@ def create_federation(directory: Path, name: str, addresses: dict[str, str]) -> 
     parties: dict[str, Party] = {}
     for party, address in addresses.items():
         host = address.rpartition(":")[0]
-        pair = issue_certificate(ca, directory, party, [host, "localhost", "127.0.0.1"])
+        pair = issue_certificate(ca, directory, party, [host])   # only its own address (and its name)
         parties[party] = Party(address=address, certificate=pair.certificate.name,
                                private_key=pair.private_key.name)
     federation = Federation(name=name, ca_certificate=ca.certificate.name, parties=parties,
                             root=directory.resolve())
     return federation.save(directory / "federation.toml")
+
+
+# -- revocation ---------------------------------------------------------------------------------------------
+
+REASONS = {"unspecified": x509.ReasonFlags.unspecified, "key-compromise": x509.ReasonFlags.key_compromise,
+           "affiliation-changed": x509.ReasonFlags.affiliation_changed,
+           "superseded": x509.ReasonFlags.superseded,
+           "cessation-of-operation": x509.ReasonFlags.cessation_of_operation}
+X509_V_ERR_CERT_REVOKED = 23   # OpenSSL's verify code for "certificate revoked"
+
+
+def serial_of(certificate: bytes | Path) -> int:
+    """The serial number of a certificate given as PEM or DER bytes, or as the path of a PEM file."""
+    data = certificate.read_bytes() if isinstance(certificate, Path) else certificate
+    try:
+        cert = (x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----")
+                else x509.load_der_x509_certificate(data))
+    except ValueError:
+        raise ConfigError("a certificate could not be read (it is not PEM or DER)") from None
+    return int(cert.serial_number)
+
+
+def _read_crl(federation: "Federation") -> x509.CertificateRevocationList | None:
+    path = federation.crl_path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the revocation list {path}: {exc.strerror or exc}") from None
+    try:
+        crl = x509.load_pem_x509_crl(data)
+        ca = x509.load_pem_x509_certificate(federation.ca_path.read_bytes())
+    except (OSError, ValueError):
+        raise ConfigError(f"the revocation list {path} is not a PEM certificate revocation list") from None
+    if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+        raise ConfigError(f"the revocation list {path} is not signed by the CA of federation {federation.name!r}")
+    return crl
+
+
+_cache: dict[Path, tuple[tuple[int, int], frozenset[int]]] = {}
+_cache_lock = threading.Lock()
+
+
+def load_revoked(federation: "Federation") -> set[int]:
+    """The serials revoked in the federation's crl.pem (empty if there is none). The file is parsed again
+    only when it changes, so a service can call this for every caller and see a revocation at once."""
+    path = federation.crl_path
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return set()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the revocation list {path}: {exc.strerror or exc}") from None
+    stamp = (info.st_mtime_ns, info.st_size)
+    with _cache_lock:
+        cached = _cache.get(path)
+    if cached is not None and cached[0] == stamp:
+        return set(cached[1])
+    crl = _read_crl(federation)
+    serials = frozenset(int(entry.serial_number) for entry in crl) if crl is not None else frozenset()
+    with _cache_lock:
+        _cache[path] = (stamp, serials)
+    return set(serials)
+
+
+def revoke(federation: "Federation", name: str, ca_key: Path, *, reason: str = "unspecified") -> tuple[Path, bool]:
+    """Add the certificate of party or user `name` to crl.pem (signed by the CA); returns the CRL's path
+    and False if it was revoked already. The CRL is replaced atomically, so a reader never sees half of it."""
+    if reason not in REASONS:
+        raise ConfigError(f"--reason must be one of {', '.join(REASONS)}, not {reason!r}")
+    ca_cert, key = _load_ca(KeyPair(federation.ca_path, ca_key))
+    serial = serial_of(federation.certificate_of(name))
+    previous = _read_crl(federation)
+    entries = list(previous) if previous is not None else []
+    if any(int(entry.serial_number) == serial for entry in entries):
+        return federation.crl_path, False
+    now = dt.datetime.now(dt.timezone.utc)
+    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+    if reason != "unspecified":
+        entry = entry.add_extension(x509.CRLReason(REASONS[reason]), critical=False)
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca_cert.subject)
+               .last_update(now - dt.timedelta(minutes=5))
+               .next_update(now + VALIDITY))      # OpenSSL refuses every certificate once a CRL is past due
+    for old in entries:
+        builder = builder.add_revoked_certificate(old)
+    builder = builder.add_revoked_certificate(entry.build())
+    crl = builder.sign(key, hashes.SHA256())
+    path = federation.crl_path
+    fd, temporary = tempfile.mkstemp(prefix=".crl-", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(crl.public_bytes(serialization.Encoding.PEM))
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+    return path, True
+
+
+class RevokedCertificate(ssl.SSLError):
+    """A TLS handshake failed because the peer's certificate is on the federation's revocation list."""
+
+    def __str__(self) -> str:          # ssl.SSLError would print the tuple of its arguments
+        return str(self.args[0]) if self.args else "a certificate is revoked"
+
+
+class FederationContext(ssl.SSLContext):
+    """An SSLContext that names a revoked peer certificate in its handshake error, and that also checks the
+    peer against the current crl.pem after each handshake (a context that lives longer than a revocation
+    still refuses the revoked peer). `federation` is set by :func:`apply_revocation`."""
+
+    federation: "Federation | None" = None
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        federation = self.federation
+        try:
+            wrapped = super().wrap_socket(sock, *args, **kwargs)
+        except ssl.SSLCertVerificationError as exc:
+            if exc.verify_code == X509_V_ERR_CERT_REVOKED and federation is not None:
+                raise RevokedCertificate(revoked_sentence(federation)) from None
+            raise
+        if federation is not None:
+            der = wrapped.getpeercert(binary_form=True)
+            if der and serial_of(der) in load_revoked(federation):
+                wrapped.close()
+                raise RevokedCertificate(revoked_sentence(federation))
+        return wrapped
+
+
+def revoked_sentence(federation: "Federation", name: str | None = None) -> str:
+    """How a refusal of a revoked certificate reads (`name`: whose, when known)."""
+    whose = f"the certificate of {name!r}" if name else "its certificate"
+    return f"{whose} is revoked in federation {federation.name!r} ({federation.crl_path.name})"
+
+
+def apply_revocation(context: ssl.SSLContext, federation: "Federation") -> None:
+    """Make `context` refuse peers whose certificate is on the federation's crl.pem, if that file exists.
+
+    OpenSSL then fails the handshake with a revoked peer (VERIFY_CRL_CHECK_LEAF); a FederationContext also
+    says so in its error and re-checks the current list after each handshake.
+    """
+    if isinstance(context, FederationContext):
+        context.federation = federation
+    if not federation.crl_path.is_file():
+        return
+    _read_crl(federation)   # a broken or foreign CRL is one ConfigError sentence, not a handshake failure later
+    try:
+        context.load_verify_locations(cafile=str(federation.crl_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the revocation list {federation.crl_path}: {exc}") from None
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF

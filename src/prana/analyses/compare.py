@@ -4,11 +4,12 @@ Setting (concept 3 of the TNO/PRANA-DATA whitepaper, "Trust Tester"): a **source
 `person_id, value` for many persons; a **verifier** (a bank) holds claims "value(person) >= claim" (or
 `<=`, `=`). The two run a 2-party Cheetah session (SPU, semi-honest, secure against one corrupted party).
 
-Anonymity set. The source sorts its persons by a salted 64-bit hash of the id and cuts them into B
-buckets of k persons each (k = `anonymity`, default 1,000; sizes differ by at most one). It publishes the
-salt and the B - 1 bucket boundaries, each the midpoint between two neighbouring hashes. For a claim the
-verifier reveals only the bucket number; the source inputs the whole bucket, padded with dummy rows to the
-common size S, and the secure program finds the row obliviously:
+Anonymity set (`prana.analyses.compare_buckets`). Each id gets a salted 64-bit hash position, mixed with a
+public 64-bit tweak. The positions are cut into B fixed, public ranges (bucket j is [j 2^64 / B, (j + 1) 2^64 / B),
+rounded up), so that no boundary depends on any member's hash; B and the common padded size S are functions of
+the table size N and k only, and the source picks, from a deterministic sequence, the first salt and tweak that
+put between k and S persons in every bucket. For a claim the verifier reveals only the bucket number; the
+source inputs the whole bucket, padded with dummy rows to S, and the secure program finds the row obliviously:
 
     match_j = tag1_j == probe1                       (S equality tests, 31-bit tags)
     value   = sum_j match_j * value_j;  second = sum_j match_j * tag2_j
@@ -18,20 +19,44 @@ common size S, and the secure program finds the row obliviously:
 k = 1 is the classic setting: the verifier reveals the id's hash (so the source knows whose record it
 is) and the bucket is that one row. k >= table size gives one bucket: a fully oblivious lookup.
 
+The salt and tweak are derived from a secret key that the source keeps, over a digest of its person ids and
+k, so the same persons and k give the same buckets in every task (two tasks about one person cannot narrow
+its anonymity set by intersection). A station keeps its key in its state folder; `compare serve` makes one per
+run unless given a key file.
+
+Cost of fixed ranges (the choice made here). Padding every bucket to S costs rows: at N = 100,000, k = 1,000
+gives B = 94 buckets padded to S = 1,136 (exactly-k buckets had 1,000: +13.6% rows per claim), and k = 10
+gives S = 42 (had 10). A run holds up to MAX_CELLS_PER_RUN cells, sized so that 1,000 claims at k = 1,000
+still take one run (splitting them in two halved the throughput). Measured on the shared 2-core machine
+(benchmarks/compare.py at k = 1,000, loaded, so +-30%): 47-64 claims/s before, 53-69 after; the per-row cost
+is expected to be at most the 13.6% above, within the noise there. Boundaries drawn at random inside the
+gap between members would cost nothing, but still leak membership (the candidate just below a boundary is
+a member several times more often than chance), so the extra rows buy the table's promise.
+
 Who learns what:
 
 | party    | learns                                                                                      |
 |----------|---------------------------------------------------------------------------------------------|
-| verifier | per claim: yes, no, or unknown person. Also the public parameters: the salt, the number of   |
-|          | buckets and their padded size S (so roughly the table size), and the bucket boundaries.       |
-| source   | the number of claims, and per claim the bucket (one of >= k persons, or the hash when k = 1). |
-|          | Not the claim, not the relation, not whether the person exists, not the answer.              |
+| verifier | per claim: yes, no, or unknown person. Also the public parameters: the salt and tweak, the    |
+|          | number of buckets B and their padded size S (functions of the table size and k, so roughly    |
+|          | the table size), and that every bucket holds between k and S persons. Nothing about which     |
+|          | candidate ids are members: the boundaries are fixed ranges, not derived from members' hashes. |
+| source   | the number of claims, and per claim the bucket (one of >= k persons). Not the claim, not the  |
+|          | relation, not the answer, not whether the person exists. At k = 1 the source learns the       |
+|          | person's hash, so whose record is asked for, and so whether it exists (absent: the answer is  |
+|          | "unknown"): k = 1 protects the claim and the value only, not the question's subject.          |
+
+Enforced by the source inside the session: only the named `verifier` may open it (anyone else is refused at
+the hello), and at most `max_claims` claims are answered across all its batches; the claim after that stops
+the session with a PolicyViolation sentence, before any secure run.
 
 Message flow (after the engine's hello and MPC link; see `prana.engine.session`):
 
     step          who -> whom            what
-    params        source -> verifier     salt, k, bucket count B, padded size S, encoding, boundaries
-    batch<i>      verifier -> source     number of claims, their bucket numbers (or hashes when k = 1)
+    params        source -> verifier     salt, tweak, k, bucket count B, padded size S, encoding
+    batch<i>      verifier -> source     number of claims
+    :accepted     source -> verifier     the same number, or an abort: more than `max_claims` in all
+    :requests     verifier -> source     their bucket numbers (or hashes when k = 1)
     (MPC runs)    both                   one run per chunk of claims; output `answers` to the verifier only
     done          verifier -> source     end of session
 
@@ -41,10 +66,9 @@ ring; comparing two such numbers is exact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import secrets
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -59,18 +83,20 @@ from prana.engine.channel import Listener
 from prana.engine.encoding import INT32_MAX, IntegerEncoding
 from prana.engine.program import SecureInput, SecureOutput, SecureProgram
 from prana.engine.session import CommitteeSession, Timeouts, new_session_id
-from prana.errors import ConfigError, InputValidationError, MalformedMessage, PranaError, ProtocolError
+from prana.errors import (ConfigError, InputValidationError, MalformedMessage, PolicyViolation, PranaError,
+                          ProtocolError)
+from prana.analyses import compare_buckets
+from prana.analyses.compare_buckets import TAG_MASK, hash_ids, locate, private_file  # noqa: F401 (re-exported)
 from prana.analyses import tables
 
 ANALYSIS = "compare"
-VERSION = 1
+VERSION = 2          # 2: fixed hash ranges and a tweak, no boundaries message
 DEFAULT_ANONYMITY = 1000
 RELATIONS = {">=": 0, "<=": 1, "=": 2}
 RELATION_ALIASES = {">=": ">=", "≥": ">=", "ge": ">=", "<=": "<=", "≤": "<=", "le": "<=", "=": "=", "==": "=",
                     "eq": "="}
 ANSWERS = np.array(["unknown", "no", "yes"])
-MAX_CELLS_PER_RUN = 1_048_576
-TAG_MASK = 0x7FFFFFFF
+MAX_CELLS_PER_RUN = 1_310_720   # 1,000 claims x a padded k = 1,000 bucket (S <= 1,310) in one run
 
 
 def secure_answers(tag1, tag2, values, probe1, probe2, claims, relation):
@@ -130,80 +156,84 @@ def chunk_plan(count: int, bucket_size: int) -> list[int]:
     return [size] * runs
 
 
-# -- hashing ------------------------------------------------------------------------------------------------
-
-def hash_ids(ids: list[str], salt: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Salted BLAKE2b of each id: a 64-bit position (for buckets) and two independent 31-bit tags."""
-    digests = b"".join(hashlib.blake2b(identifier.encode(), key=salt, digest_size=16).digest() for identifier in ids)
-    raw = np.frombuffer(digests, dtype=">u8").reshape(-1, 2) if ids else np.zeros((0, 2), ">u8")
-    position = raw[:, 0].astype(np.uint64)
-    low = raw[:, 1].astype(np.uint64)
-    tag1 = ((low >> np.uint64(32)) & np.uint64(TAG_MASK)).astype(np.int32)
-    tag2 = (low & np.uint64(TAG_MASK)).astype(np.int32)
-    return position, tag1, tag2
-
-
-def _midpoints(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return (left >> np.uint64(1)) + (right >> np.uint64(1)) + (left & right & np.uint64(1))
-
-
 # -- the source's table -----------------------------------------------------------------------------------
 
 @dataclass
 class SourceTable:
-    """The source's persons, hashed and cut into buckets of `anonymity` persons. Built once, served often."""
+    """The source's persons, hashed and cut into fixed hash ranges of at least `anonymity` persons each, every
+    one padded to `bucket_size` rows. Built once, served often.
+
+    `secret` is the source's key (see `compare_buckets.source_secret`): the same ids, k and secret give the
+    same salt, tweak and buckets. Without one, a fresh key is drawn, so the buckets hold for this object only.
+    """
 
     ids: list[str]
     values: np.ndarray
     anonymity: int = DEFAULT_ANONYMITY
     encoding: IntegerEncoding = field(default_factory=IntegerEncoding)
-    salt: bytes = b""
+    secret: bytes | None = field(default=None, repr=False)
+    salt: bytes = field(init=False, default=b"")
+    tweak: int = field(init=False, default=0)
     position: np.ndarray = field(init=False, repr=False)
     tag1: np.ndarray = field(init=False, repr=False)
     tag2: np.ndarray = field(init=False, repr=False)
-    boundaries: np.ndarray = field(init=False, repr=False)
     starts: np.ndarray = field(init=False, repr=False)
     bucket_size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.anonymity < 1:
-            raise InputValidationError("the anonymity set size k must be at least 1")
+        if not isinstance(self.anonymity, int) or self.anonymity < 1:
+            raise InputValidationError("the anonymity set size k must be a whole number of at least 1")
         if not self.ids:
             raise InputValidationError("the source table has no rows")
-        for _ in range(16):
-            salt = self.salt or secrets.token_bytes(16)
-            if self._build(salt):
-                self.salt = salt
-                return
-            self.salt = b""
+        secret = self.secret or compare_buckets.fresh_secret()
+        self.secret = None   # the key is not kept with the table (nor saved with it)
+        digest = compare_buckets.membership_digest(self.ids)
+        if self.exact:
+            count, size = len(self.ids), 1
+        else:
+            count, size = compare_buckets.bucket_layout(len(self.ids), self.anonymity)
+        for level in range(8):   # a rare miss (the layout's odds are per try) widens the padding by ~2%
+            for salt_number in range(level * compare_buckets.SALTS, (level + 1) * compare_buckets.SALTS):
+                salt = compare_buckets.derive(secret, digest, self.anonymity, "salt", salt_number)[:16]
+                if self._build(salt, secret, digest, salt_number, count, size):
+                    return
+            size = min(len(self.ids), size + max(1, math.ceil(size / 50)))
         raise InputValidationError("could not find a hash salt without tag collisions; the table is too large")
 
-    def _build(self, salt: bytes) -> bool:
+    def _build(self, salt: bytes, secret: bytes, digest: bytes, salt_number: int, count: int, size: int) -> bool:
         position, tag1, tag2 = hash_ids(self.ids, salt)
         order = np.argsort(position, kind="stable")
-        position, tag1, tag2 = position[order], tag1[order], tag2[order]
-        values = self.values[order]
-        count = len(position)
-        if np.any(position[1:] == position[:-1]):
+        if np.any(position[order][1:] == position[order][:-1]):
             return False
         if self.exact:
-            starts = np.arange(count + 1)
-            boundaries = np.zeros(0, np.uint64)
-        else:
-            buckets = max(1, count // self.anonymity)
-            sizes = np.full(buckets, count // buckets)
-            sizes[: count % buckets] += 1
-            starts = np.concatenate([[0], np.cumsum(sizes)])
-            boundaries = _midpoints(position[starts[1:-1] - 1], position[starts[1:-1]])
+            self._keep(salt, 0, position, tag1, tag2, order, np.arange(len(position) + 1))
+            return True
+        for tweak_number in range(1 if count == 1 else compare_buckets.TWEAKS_PER_SALT):
+            tweak = 0 if count == 1 else int.from_bytes(
+                compare_buckets.derive(secret, digest, self.anonymity, "tweak", salt_number, tweak_number)[:8], "big")
+            mixed = compare_buckets.mix(position, tweak)
+            bucket = compare_buckets.bucket_of(mixed, count)
+            sizes = np.bincount(bucket, minlength=count)
+            if count > 1 and (sizes.min() < self.anonymity or sizes.max() > size):
+                continue
             # tag1 must be unique inside each bucket, so that one probe matches at most one row
-            bucket_of_row = np.repeat(np.arange(buckets), sizes)
-            keys = bucket_of_row.astype(np.int64) * (1 << 32) + tag1.astype(np.int64)
-            if len(np.unique(keys)) != count:
-                return False
-        self.position, self.tag1, self.tag2, self.values = position, tag1, tag2, values
-        self.boundaries, self.starts = boundaries, starts
-        self.bucket_size = int(np.max(np.diff(starts)))
-        return True
+            if len(np.unique(bucket * (1 << 32) + tag1.astype(np.int64))) != len(bucket):
+                if count == 1:
+                    return False
+                continue
+            order = np.argsort(mixed, kind="stable")      # bucket order: the ranges are in position order
+            self._keep(salt, tweak, mixed, tag1, tag2, order, np.concatenate([[0], np.cumsum(sizes)]))
+            self.bucket_size = size if count > 1 else len(self.ids)
+            return True
+        return False
+
+    def _keep(self, salt: bytes, tweak: int, position: np.ndarray, tag1: np.ndarray, tag2: np.ndarray,
+              order: np.ndarray, starts: np.ndarray) -> None:
+        self.salt, self.tweak = salt, tweak
+        self.position, self.tag1, self.tag2 = position[order], tag1[order], tag2[order]
+        self.values = np.asarray(self.values)[order]
+        self.starts = starts
+        self.bucket_size = 1
 
     @property
     def exact(self) -> bool:
@@ -214,36 +244,58 @@ class SourceTable:
         return len(self.starts) - 1
 
     @property
+    def boundaries(self) -> np.ndarray:
+        """The public bucket boundaries (fixed ranges of the mixed positions; none when k = 1)."""
+        return np.zeros(0, np.uint64) if self.exact else compare_buckets.fixed_boundaries(self.buckets)
+
+    @property
     def smallest_bucket(self) -> int:
         return int(np.min(np.diff(self.starts)))
 
-    ARRAYS = ("position", "tag1", "tag2", "values", "starts", "boundaries")
+    @property
+    def promised_anonymity(self) -> int:
+        """What the verifier is told: every bucket holds at least this many persons (k, or all of them)."""
+        if self.exact:
+            return 1
+        return self.anonymity if self.buckets > 1 else int(self.starts[-1])
+
+    def locate(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the verifier computes from the public parameters: (requests, tag1, tag2) per id."""
+        return locate(ids, self.params())
+
+    ARRAYS = ("position", "tag1", "tag2", "values", "starts")
 
     def save(self, directory: Path) -> None:
-        """Write the prepared (hashed, bucketed) table, so that session workers start warm."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write the prepared (hashed, bucketed) table, so that session workers start warm. The folder is 0700
+        and every file 0600; the caller removes it when the session ends. The secret key is not written."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
         for name in self.ARRAYS:
-            np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
-        (directory / "table.json").write_text(json.dumps({"salt": self.salt.hex(), "anonymity": self.anonymity,
-                                                          "decimals": self.encoding.decimals}))
+            with private_file(directory / f"{name}.npy") as handle:
+                np.save(handle, getattr(self, name), allow_pickle=False)
+        with private_file(directory / "table.json") as handle:
+            handle.write(json.dumps({"salt": self.salt.hex(), "tweak": f"{self.tweak:016x}",
+                                     "anonymity": self.anonymity, "decimals": self.encoding.decimals,
+                                     "bucket_size": self.bucket_size}).encode())
 
     @classmethod
     def load_prepared(cls, directory: Path) -> "SourceTable":
         meta = json.loads((directory / "table.json").read_text())
         table = cls.__new__(cls)
-        table.ids = []
+        table.ids, table.secret = [], None
         table.anonymity = int(meta["anonymity"])
         table.encoding = IntegerEncoding(decimals=int(meta["decimals"]), minimum=0, maximum=INT32_MAX)
-        table.salt = bytes.fromhex(meta["salt"])
+        table.salt, table.tweak = bytes.fromhex(meta["salt"]), int(meta["tweak"], 16)
         for name in cls.ARRAYS:
             setattr(table, name, np.load(directory / f"{name}.npy", allow_pickle=False))
-        table.bucket_size = int(np.max(np.diff(table.starts)))
+        table.bucket_size = int(meta["bucket_size"])
         return table
 
     def params(self) -> dict[str, Any]:
-        return {"salt": self.salt.hex(), "anonymity": self.anonymity, "exact": self.exact,
-                "buckets": self.buckets, "bucket_size": self.bucket_size, "smallest_bucket": self.smallest_bucket,
-                "decimals": self.encoding.decimals, "maximum": self.encoding.maximum}
+        return {"salt": self.salt.hex(), "tweak": f"{self.tweak:016x}", "anonymity": self.anonymity,
+                "exact": self.exact, "buckets": self.buckets, "bucket_size": self.bucket_size,
+                "smallest_bucket": self.promised_anonymity, "decimals": self.encoding.decimals,
+                "maximum": self.encoding.maximum}
 
     def gather(self, requests: np.ndarray, claims: int) -> dict[str, np.ndarray]:
         """The padded bucket rows for each request (bucket numbers, or positions when exact)."""
@@ -266,14 +318,14 @@ class SourceTable:
 
 
 def load_source_table(path: Path | str, id_column: str, value_column: str, *, anonymity: int = DEFAULT_ANONYMITY,
-                      decimals: int = 0) -> SourceTable:
+                      decimals: int = 0, secret: bytes | None = None) -> SourceTable:
     """Read and validate the source's CSV or Parquet file; every problem is one InputValidationError."""
     frame = tables.read_table(path, [id_column, value_column])
     ids = tables.id_column(frame, id_column, path)
     encoding = IntegerEncoding(decimals=decimals, minimum=0, maximum=INT32_MAX, dtype="int32")
     values = encoding.encode(tables.numeric_column(frame, value_column, path), column=value_column,
                              source=str(path), row_offset=2)
-    return SourceTable(ids, values, anonymity=anonymity, encoding=encoding)
+    return SourceTable(ids, values, anonymity=anonymity, encoding=encoding, secret=secret)
 
 
 # -- claims ----------------------------------------------------------------------------------------------
@@ -339,37 +391,53 @@ def plaintext_answers(table_ids: list[str], table_values: np.ndarray, claims: Cl
 class Source:
     """The source role: serves sessions of verifiers, one at a time, with its table kept in memory.
 
-    The table's hashing and bucketing and the compiled programs stay warm between sessions.
+    The table's hashing and bucketing and the compiled programs stay warm between sessions. `max_claims`
+    bounds the claims answered in one session, across all its batches (None: no bound).
     """
 
     def __init__(self, federation: Federation, me: str, table: SourceTable, *, timeouts: Timeouts = Timeouts(),
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 max_claims: int | None = None) -> None:
         federation.party(me)
+        if max_claims is not None and (not isinstance(max_claims, int) or max_claims < 0):
+            raise ConfigError("the most claims per session must be a whole number of at least 0")
         self.federation, self.me, self.table, self.timeouts = federation, me, table, timeouts
+        self.max_claims = max_claims
         self.on_event = on_event or (lambda event, details: None)
 
     def serve(self, sessions: int | None = None, *, idle_timeout: float | None = None,
-              raise_errors: bool = False, address: str | None = None, session: str | None = None) -> int:
+              raise_errors: bool = False, address: str | None = None, session: str | None = None,
+              verifier: str | None = None) -> int:
         """Answer verifier sessions until `sessions` were served (None: forever). Returns the number served.
 
         A session that fails (a peer dies, sends garbage) is reported through `on_event` and does not stop
-        the server. `idle_timeout` stops the server when no verifier arrives for that long.
+        the server. `idle_timeout` stops the server when no verifier opens a session for that long. With
+        `verifier`, any other party is refused at the hello (reported as a "refused" event) and the server
+        goes on waiting for the verifier, within the same idle timeout.
         """
         served = 0
         listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect, address=address)
         self.on_event("listening", {"address": address or self.federation.party(self.me).address,
                                     **self.table.params()})
+        idle = idle_timeout if idle_timeout is not None else 3600.0
+        deadline = time.monotonic() + idle
         try:
             while sessions is None or served < sessions:
                 try:
-                    arrival = listener.wait(session=session,
-                                            timeout=idle_timeout if idle_timeout is not None else 3600.0)
+                    arrival = listener.wait(session=session, timeout=max(0.0, deadline - time.monotonic()))
                 except ProtocolError:
                     if idle_timeout is not None:
                         break
+                    deadline = time.monotonic() + idle
                     continue
                 peer = str(arrival.hello.get("party"))
+                session_id = str(arrival.hello.get("session", ""))[:64]
                 purpose = arrival.hello.get("purpose") or {}
+                if verifier is not None and peer != verifier:
+                    reason = f"{peer} is not a party of session {session_id}; {self.me} answers only its verifier"
+                    arrival.refuse(reason)
+                    self.on_event("refused", {"peer": peer, "session": session_id, "reason": reason})
+                    continue
                 if purpose.get("analysis") != ANALYSIS or arrival.hello.get("committee") != [self.me, peer]:
                     arrival.refuse(f"{self.me} serves only {ANALYSIS} sessions with committee [{self.me}, verifier]")
                     continue
@@ -382,6 +450,7 @@ class Source:
                     if raise_errors:
                         raise
                     self.on_event("failed", {"peer": peer, "error": str(exc)})
+                deadline = time.monotonic() + idle
         finally:
             listener.close()
         return served
@@ -394,10 +463,8 @@ class Source:
                               on_event=lambda event, details: self.on_event(event, {**details, "peer": peer})
                               ) as session:
             session.send(peer, "params", self.table.params())
-            if not self.table.exact:
-                session.send_array(peer, "boundaries", "boundaries", self.table.boundaries)
             self.on_event("session", {"peer": peer, "session": session_id})
-            batch = 0
+            batch, asked = 0, 0
             while True:
                 batch += 1
                 message = session.recv(peer, f"batch{batch}", timeout=self.timeouts.step)
@@ -407,6 +474,11 @@ class Source:
                 if not isinstance(count, int) or not 0 < count <= 10_000_000:
                     raise MalformedMessage(f"{peer} announced an invalid number of claims", peer=peer,
                                            task=session_id, step=f"batch{batch}")
+                asked += count
+                if self.max_claims is not None and asked > self.max_claims:
+                    raise PolicyViolation(f"{peer} asked {asked:,} claims; this task allows at most "
+                                          f"{self.max_claims:,}")
+                session.send(peer, f"batch{batch}:accepted", {"count": count})
                 requests = session.recv_array(peer, f"batch{batch}:requests")
                 self._check_requests(requests, count, peer, session_id, batch)
                 offset = 0
@@ -456,7 +528,6 @@ class Verifier:
         self.source_address, self.session_id = source_address, session or new_session_id()
         self.session: CommitteeSession | None = None
         self.params: dict[str, Any] = {}
-        self.boundaries = np.zeros(0, np.uint64)
         self._batches = 0
 
     def __enter__(self) -> "Verifier":
@@ -467,11 +538,6 @@ class Verifier:
         try:
             self.params = self.session.recv(self.source, "params")
             self._check_params()
-            if not self.params["exact"]:
-                self.boundaries = self.session.recv_array(self.source, "boundaries")
-                if self.boundaries.dtype != np.uint64 or self.boundaries.shape != (self.params["buckets"] - 1,):
-                    raise MalformedMessage(f"{self.source} sent bucket boundaries that do not match its buckets",
-                                           peer=self.source, step="boundaries")
         except BaseException as exc:
             self.session.__exit__(type(exc), exc, None)
             raise
@@ -480,6 +546,7 @@ class Verifier:
     def _check_params(self) -> None:
         p = self.params
         ok = (isinstance(p.get("salt"), str) and isinstance(p.get("exact"), bool)
+              and isinstance(p.get("tweak"), str) and len(p["tweak"]) == 16
               and all(isinstance(p.get(key), int) and p[key] >= 0 for key in
                       ("anonymity", "buckets", "bucket_size", "decimals", "maximum"))
               and p["buckets"] >= 1 and 1 <= p["bucket_size"] <= 10_000_000 and p["decimals"] <= 9)
@@ -487,6 +554,7 @@ class Verifier:
             raise MalformedMessage(f"{self.source} sent invalid parameters", peer=self.source, step="params")
         try:
             self.salt = bytes.fromhex(p["salt"])
+            int(p["tweak"], 16)
         except ValueError:
             raise MalformedMessage(f"{self.source} sent an invalid salt", peer=self.source, step="params") from None
         self.encoding = IntegerEncoding(decimals=p["decimals"], minimum=0, maximum=min(p["maximum"], INT32_MAX))
@@ -512,16 +580,16 @@ class Verifier:
         if self.session is None:
             raise ProtocolError("ask() needs an open session: use `with Verifier(...) as verifier`")
         encoded = self.encoding.encode(claims.amounts, column="claim", source=source_name, row_offset=2)
-        position, tag1, tag2 = hash_ids(claims.person_ids, self.salt)
-        if self.params["exact"]:
-            requests = position
-        else:
-            requests = np.searchsorted(self.boundaries, position, side="right").astype(np.int64)
+        requests, tag1, tag2 = locate(claims.person_ids, self.params)
         relation = np.zeros((len(claims), 3), np.int32)
         relation[np.arange(len(claims)), [RELATIONS[item] for item in claims.relations]] = 1
         self._batches += 1
         batch = self._batches
         self.session.send(self.source, f"batch{batch}", {"count": len(claims)})
+        accepted = self.session.recv(self.source, f"batch{batch}:accepted")   # or the source's refusal
+        if accepted.get("count") != len(claims):
+            raise MalformedMessage(f"{self.source} accepted another number of claims than were asked",
+                                   peer=self.source, step=f"batch{batch}:accepted")
         self.session.send_array(self.source, f"batch{batch}:requests", "requests", requests)
         answers = np.zeros(len(claims), np.int32)
         offset = 0

@@ -14,6 +14,8 @@ worker per verifier session, so a verifier that dies mid-run costs that session 
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, Source, SourceTable, Verifier, load_source_table
+from prana.analyses.compare import (DEFAULT_ANONYMITY, Claims, Source, SourceTable, Verifier, load_source_table,
+                                    private_file)
+from prana.analyses.compare_buckets import fresh_secret, source_secret
 from prana.config import Federation
 from prana.engine.local import LocalCommittee, error_for, local_federation, run_isolated
 from prana.engine.session import Timeouts
@@ -31,51 +35,109 @@ from prana.errors import PranaError
 Events = Callable[[str, dict[str, Any]], None]
 
 
+class WorkFolder:
+    """Where a job keeps its work files: 0700, every file 0600, and everything the job wrote removed at the
+    end on every path (success, failure, Ctrl-C). A fresh temporary folder is removed whole; a folder the
+    caller gave stays the caller's, and only what the job put in it goes."""
+
+    def __init__(self, workdir: str | Path | None, prefix: str) -> None:
+        self.given = workdir is not None
+        self.root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=prefix))  # 0700
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.names: list[str] = []
+
+    def path(self, name: str) -> Path:
+        """A file or folder of the job, directly under the work folder (removed at the end)."""
+        self.names.append(name)
+        return self.root / name
+
+    def folder(self, name: str) -> Path:
+        path = self.path(name)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
+        path = self.path(name)
+        with private_file(path) as handle:
+            frame.to_csv(handle, index=False)
+        return path
+
+    def __enter__(self) -> "WorkFolder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.given:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        for name in self.names:
+            target = self.root / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+                target.with_name(target.name + ".partial").unlink(missing_ok=True)
+
+
 def serve(federation: str | Path, me: str, table: str | Path, *, id_column: str = "person_id",
           value_column: str = "value", anonymity: int = DEFAULT_ANONYMITY, decimals: int = 0,
           sessions: int | None = None, idle_timeout: float | None = None, timeouts: Timeouts = Timeouts(),
-          on_event: Events | None = None, workdir: str | Path | None = None) -> int:
+          on_event: Events | None = None, workdir: str | Path | None = None, verifier: str | None = None,
+          max_claims: int | None = None, secret_file: str | Path | None = None) -> int:
     """Run the source: prepare the table once, then answer verifier sessions, one worker process each.
 
     Returns the number of sessions served. A failed session is reported through `on_event("failed", ...)`
     and the server goes on. `idle_timeout` stops the server when no verifier comes for that long.
+    `verifier` admits only that party; `max_claims` bounds the claims of each session. The buckets' salt
+    comes from the key in `secret_file` (created 0600 if missing), so they are the same in every run over
+    the same persons; without one, a key is made for this run only. The prepared table and every worker's
+    folder are removed when the server stops, however it stops.
     """
     events = on_event or (lambda event, details: None)
     loaded = Federation.load(federation)
     loaded.party(me)
     loaded.private_key_path(me)
-    prepared = load_source_table(table, id_column, value_column, anonymity=anonymity, decimals=decimals)
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="prana-serve-"))
-    prepared.save(root / "table")
-    events("listening", {"address": loaded.party(me).address, **prepared.params()})
+    secret = source_secret(secret_file) if secret_file is not None else fresh_secret()
+    prepared = load_source_table(table, id_column, value_column, anonymity=anonymity, decimals=decimals,
+                                 secret=secret)
     served = 0
-    while sessions is None or served < sessions:
-        with LocalCommittee(workdir=root / f"session-{served + 1}") as committee:
-            committee.spawn(me, "prana.analyses.compare_jobs:serve_worker",
-                            {"federation": str(Path(federation).resolve()), "me": me,
-                             "prepared": str(root / "table"), "connect": timeouts.connect, "step": timeouts.step,
-                             "idle_timeout": idle_timeout})
-            result = committee.wait(float("inf") if idle_timeout is None else idle_timeout + 24 * 3600)[me]
-        if result.get("idle"):
-            break
-        served += 1
-        error = error_for(me, result)
-        if error is not None:
-            events("failed", {"peer": result.get("peer", "a verifier"), "error": str(error)})
-            continue
-        for item in result.get("events", []):
-            events(item["event"], item["details"])
+    with WorkFolder(workdir, "prana-serve-") as work:
+        prepared.save(work.path("table"))
+        events("listening", {"address": loaded.party(me).address, **prepared.params()})
+        while sessions is None or served < sessions:
+            folder = work.path(f"session-{served + 1}")
+            try:
+                with LocalCommittee(workdir=folder) as committee:
+                    committee.spawn(me, "prana.analyses.compare_jobs:serve_worker",
+                                    {"federation": str(Path(federation).resolve()), "me": me,
+                                     "prepared": str(work.root / "table"), "connect": timeouts.connect,
+                                     "step": timeouts.step, "idle_timeout": idle_timeout, "verifier": verifier,
+                                     "max_claims": max_claims})
+                    result = committee.wait(float("inf") if idle_timeout is None else idle_timeout + 24 * 3600)[me]
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            for item in result.get("events", []):
+                events(item["event"], item["details"])
+            if result.get("idle"):
+                break
+            served += 1
+            error = error_for(me, result)
+            if error is not None:
+                events("failed", {"peer": result.get("peer", "a verifier"), "error": str(error)})
     return served
 
 
 def serve_worker(federation: str, me: str, prepared: str, connect: float, step: float,
-                 idle_timeout: float | None, address: str | None = None, session: str | None = None) -> dict[str, Any]:
-    """One session of the source, in its own process (see the module docstring)."""
+                 idle_timeout: float | None, address: str | None = None, session: str | None = None,
+                 verifier: str | None = None, max_claims: int | None = None) -> dict[str, Any]:
+    """One session of the source, in its own process (see the module docstring). Only `verifier` (when
+    named) may open it, and it answers at most `max_claims` claims."""
+    os.umask(0o077)     # this process writes only work files (its result)
     table = SourceTable.load_prepared(Path(prepared))
     recorded: list[dict[str, Any]] = []
-    source = Source(Federation.load(federation), me, table, timeouts=Timeouts(connect, step),
+    source = Source(Federation.load(federation), me, table, timeouts=Timeouts(connect, step), max_claims=max_claims,
                     on_event=lambda event, details: recorded.append({"event": event, "details": details}))
-    served = source.serve(1, idle_timeout=idle_timeout, raise_errors=True, address=address, session=session)
+    served = source.serve(1, idle_timeout=idle_timeout, raise_errors=True, address=address, session=session,
+                          verifier=verifier)
     return {"idle": served == 0, "events": [item for item in recorded if item["event"] != "listening"]}
 
 
@@ -84,7 +146,8 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
         source_address: str | None = None, session: str | None = None) -> pd.DataFrame:
     """Ask one batch of claims; returns (and optionally writes) the claims with their answers.
 
-    The inputs are checked here, before any process starts; the session runs in a worker process.
+    The inputs are checked here, before any process starts; the session runs in a worker process. Its work
+    files (the claims, the answers) are 0600 and removed when it ends, however it ends.
     """
     loaded = Federation.load(federation)
     loaded.party(me)
@@ -92,16 +155,15 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
     if source is not None:
         loaded.party(source)
     batch = claims if isinstance(claims, Claims) else Claims.load(claims)
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="prana-ask-"))
-    root.mkdir(parents=True, exist_ok=True)
-    batch.frame().to_csv(root / "claims.csv", index=False)
-    result_path = root / "answers.csv"
-    run_isolated("prana.analyses.compare_jobs:ask_worker",
-                 {"federation": str(Path(federation).resolve()), "me": me, "claims": str(root / "claims.csv"),
-                  "out": str(result_path), "source": source, "connect": timeouts.connect, "step": timeouts.step,
-                  "source_address": source_address, "session": session},
-                 party=me, timeout=timeouts.connect + 20 * timeouts.step + 60, workdir=root / "worker")
-    answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
+    with WorkFolder(workdir, "prana-ask-") as work:
+        claims_path = work.write_frame("claims.csv", batch.frame())
+        result_path = work.path("answers.csv")
+        run_isolated("prana.analyses.compare_jobs:ask_worker",
+                     {"federation": str(Path(federation).resolve()), "me": me, "claims": str(claims_path),
+                      "out": str(result_path), "source": source, "connect": timeouts.connect, "step": timeouts.step,
+                      "source_address": source_address, "session": session},
+                     party=me, timeout=timeouts.connect + 20 * timeouts.step + 60, workdir=work.path("worker"))
+        answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
     if out is not None:
         _write_atomically(answers, Path(out))
     return answers
@@ -109,6 +171,7 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
 
 def ask_worker(federation: str, me: str, claims: str, out: str, source: str | None, connect: float,
                step: float, source_address: str | None = None, session: str | None = None) -> dict[str, Any]:
+    os.umask(0o077)     # this process writes only work files (the answers, its result)
     started = time.perf_counter()
     with Verifier(Federation.load(federation), me, source=source, timeouts=Timeouts(connect, step),
                   source_address=source_address, session=session) as verifier:
@@ -118,11 +181,15 @@ def ask_worker(federation: str, me: str, claims: str, out: str, source: str | No
 
 
 def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write a result so that a failure never leaves a half-written file behind."""
+    """Write a result (0600) so that a failure never leaves a half-written file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
-    frame.to_csv(temporary, index=False)
-    temporary.replace(path)
+    try:
+        with private_file(temporary) as handle:
+            frame.to_csv(handle, index=False)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @dataclass
@@ -135,32 +202,34 @@ class LocalResult:
 def local(table: str | Path, claims: str | Path, *, out: str | Path | None = None, id_column: str = "person_id",
           value_column: str = "value", anonymity: int = DEFAULT_ANONYMITY, decimals: int = 0,
           timeout: float = 600.0, workdir: str | Path | None = None) -> LocalResult:
-    """Run both roles as two local processes over mutual TLS with a fresh federation."""
+    """Run both roles as two local processes over mutual TLS with a fresh federation. Its work files (the
+    throwaway federation and its keys, the prepared table, the claims, the answers) are 0600 in 0700 folders
+    and removed when it ends, however it ends."""
     # Validate both files here first, so that a bad input is one sentence before any process starts.
     prepared = load_source_table(table, id_column, value_column, anonymity=anonymity, decimals=decimals)
     batch = Claims.load(claims)
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="prana-compare-"))
-    federation = local_federation(root / "federation", ["authority", "bank"])
-    prepared.save(root / "table")
-    batch.frame().to_csv(root / "claims.csv", index=False)
-    started = time.perf_counter()
-    result_path = root / "answers.csv"
-    with LocalCommittee(workdir=root / "processes") as committee:
-        committee.spawn("authority", "prana.analyses.compare_jobs:serve_worker",
-                        {"federation": str(federation), "me": "authority", "prepared": str(root / "table"),
-                         "connect": 60.0, "step": 120.0, "idle_timeout": 120.0})
-        committee.spawn("bank", "prana.analyses.compare_jobs:ask_worker",
-                        {"federation": str(federation), "me": "bank", "claims": str(root / "claims.csv"),
-                         "out": str(result_path), "source": "authority", "connect": 60.0, "step": 120.0})
-        results = committee.wait(timeout)
-    for party in ("bank", "authority"):
-        error = error_for(party, results[party])
-        if error is not None:
-            raise error
-    authority_events = results["authority"].get("events", [])
-    if any(item["event"] == "failed" for item in authority_events):
-        raise PranaError(next(item["details"]["error"] for item in authority_events if item["event"] == "failed"))
-    answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
+    with WorkFolder(workdir, "prana-compare-") as work:
+        federation = local_federation(work.folder("federation"), ["authority", "bank"])
+        prepared.save(work.path("table"))
+        claims_path = work.write_frame("claims.csv", batch.frame())
+        started = time.perf_counter()
+        result_path = work.path("answers.csv")
+        with LocalCommittee(workdir=work.path("processes")) as committee:
+            committee.spawn("authority", "prana.analyses.compare_jobs:serve_worker",
+                            {"federation": str(federation), "me": "authority", "prepared": str(work.root / "table"),
+                             "connect": 60.0, "step": 120.0, "idle_timeout": 120.0, "verifier": "bank"})
+            committee.spawn("bank", "prana.analyses.compare_jobs:ask_worker",
+                            {"federation": str(federation), "me": "bank", "claims": str(claims_path),
+                             "out": str(result_path), "source": "authority", "connect": 60.0, "step": 120.0})
+            results = committee.wait(timeout)
+        for party in ("bank", "authority"):
+            error = error_for(party, results[party])
+            if error is not None:
+                raise error
+        authority_events = results["authority"].get("events", [])
+        if any(item["event"] == "failed" for item in authority_events):
+            raise PranaError(next(item["details"]["error"] for item in authority_events if item["event"] == "failed"))
+        answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
     if out is not None:
         _write_atomically(answers, Path(out))
     return LocalResult(answers, time.perf_counter() - started, results["bank"].get("timings", {}))

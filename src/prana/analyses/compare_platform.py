@@ -11,12 +11,16 @@
     5     authority station    reports "done" (or "failed" with the reason); its audit log holds what was sent
 
 The hub sees the task, its parameters, states and progress, never a claim, a value, a share or an answer.
-What each party learns is as in `prana.analyses.compare`.
+What each party learns is as in `prana.analyses.compare`. The session is bound to the task's requester: the
+hub, or any other party holding the task id and a federation certificate, is refused at the hello (and the
+refusal is in the station's audit log). The station judges the task's parameters against its policy before
+this module runs (`prana.analyses.compare_policy`: value columns, smallest anonymity set, claims per task
+and per day); the claim count it admitted (`context.limits["max_claims"]`) is enforced inside the session.
 """
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,13 +30,15 @@ import pandas as pd
 
 from prana.analyses import compare_jobs
 from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, SourceTable
+from prana.analyses.compare_buckets import source_secret
 from prana.analyses.tables import id_column, numeric_column, require_columns
 from prana.engine.channel import free_endpoint
 from prana.engine.encoding import INT32_MAX, IntegerEncoding
 from prana.engine.local import LocalCommittee, error_for
-from prana.errors import InputValidationError, PranaError
+from prana.errors import ConfigError, InputValidationError, PranaError
 
 ANALYSIS = "compare"
+SECRET_FILE = "compare-secret.key"    # in the station's state folder: the key of its buckets' salts
 
 
 def _parameters(task: dict[str, Any]) -> dict[str, Any]:
@@ -47,39 +53,57 @@ def _parameters(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
-    """The source's side, run by the authority's station for one task."""
+    """The source's side, run by the authority's station for one task. Only the task's requester (whose
+    signature the station has checked) may open the session; it may ask at most the policy's `max_claims`.
+    The prepared table and the worker's folder are 0600/0700 and removed when the task ends, however it ends."""
     params = _parameters(task)
     dataset = task["dataset"]
+    most = (getattr(context, "limits", None) or {}).get("max_claims")    # judged by compare_policy.admit
+    max_claims = int(most) if most is not None else None
     frame = context.dataset(dataset)
     source = f"dataset {dataset!r}"
     require_columns(frame, [params["id_column"], params["value_column"]], source)
     encoding = IntegerEncoding(decimals=params["decimals"], minimum=0, maximum=INT32_MAX)
     values = encoding.encode(numeric_column(frame, params["value_column"], source), column=params["value_column"],
                              source=source, row_offset=1)
-    table = SourceTable(id_column(frame, params["id_column"], source), values, anonymity=params["anonymity"],
-                        encoding=encoding)
-    table.save(context.workdir / "table")
-    endpoint = free_endpoint(context.federation.party(context.me).host)
-    context.progress("waiting for the verifier", 0, 1)
-    context.running(endpoint)
-    idle = max(5.0, context.deadline - time.time())
-    with LocalCommittee(workdir=context.workdir / "worker") as worker:
-        worker.spawn(context.me, "prana.analyses.compare_jobs:serve_worker",
-                     {"federation": str(context.federation.file), "me": context.me,
-                      "prepared": str(context.workdir / "table"), "connect": 30.0, "step": 120.0,
-                      "idle_timeout": idle, "address": endpoint, "session": task["id"]})
-        deadline = time.time() + idle + 600
-        while True:   # wait for the session, but stop at once if the task ends elsewhere (cancelled, expired)
-            result = worker.poll(context.me)
-            if result is not None:
-                break
-            if context.ended() or time.time() > deadline:
-                worker.kill(context.me)
-                raise PranaError("the task ended before its session finished")
-            time.sleep(1.0)
+    ids = id_column(frame, params["id_column"], source)
+    del frame
+    # The same key, persons and k give the same buckets in every task (see prana.analyses.compare_buckets).
+    secret = source_secret(Path(context.workdir).parent.parent / SECRET_FILE)
+    table = SourceTable(ids, values, anonymity=params["anonymity"], encoding=encoding, secret=secret)
+    prepared, scratch = Path(context.workdir) / "table", Path(context.workdir) / "worker"
+    try:
+        table.save(prepared)
+        del table
+        endpoint = free_endpoint(context.federation.party(context.me).host)
+        context.progress("waiting for the verifier", 0, 1)
+        context.running(endpoint)
+        idle = max(5.0, context.deadline - time.time())
+        with LocalCommittee(workdir=scratch) as worker:
+            worker.spawn(context.me, "prana.analyses.compare_jobs:serve_worker",
+                         {"federation": str(context.federation.file), "me": context.me,
+                          "prepared": str(prepared), "connect": 30.0, "step": 120.0,
+                          "idle_timeout": idle, "address": endpoint, "session": task["id"],
+                          "verifier": task["requester"], "max_claims": max_claims})
+            deadline = time.time() + idle + 600
+            while True:   # wait for the session, but stop at once if the task ends elsewhere (cancelled, expired)
+                result = worker.poll(context.me)
+                if result is not None:
+                    break
+                if context.ended() or time.time() > deadline:
+                    worker.kill(context.me)
+                    raise PranaError("the task ended before its session finished")
+                time.sleep(1.0)
+    finally:
+        shutil.rmtree(prepared, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     error = error_for(context.me, result)
     if error is not None:
         raise error
+    for item in result.get("events", []):
+        if item["event"] == "refused":
+            context.record("session-refused", recipient=str(item["details"].get("peer", ""))[:64],
+                           outcome=str(item["details"].get("reason", ""))[:300])
     if result.get("idle"):
         raise PranaError("the verifier never opened its session")
     sent: Counter = Counter()
@@ -108,6 +132,10 @@ def submit_and_ask(client: Any, federation: Any, me: str, *, station: str, datas
                    anonymity: int = DEFAULT_ANONYMITY, decimals: int = 0, timeout: float = 600.0,
                    on_update: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """The bank's side: submit the task, wait until the station runs it, ask, and wait for "done"."""
+    if me not in federation.parties:
+        raise ConfigError(f"{me!r} is a user of federation {federation.name!r}, but the Trust Tester's verifier "
+                          "takes part in the secure session itself, so it needs a party certificate (a party in "
+                          "`prana federation init --parties`)")
     batch = claims if isinstance(claims, Claims) else Claims.load(claims)
     task = client.submit(ANALYSIS, stations={station: dataset}, recipients=[me], timeout=timeout,
                          parameters={"id_column": id_column, "value_column": value_column, "anonymity": anonymity,
@@ -120,8 +148,7 @@ def submit_and_ask(client: Any, federation: Any, me: str, *, station: str, datas
     endpoint = running["stations"][station]["endpoint"]
     try:
         answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
-                                   source_address=endpoint, session=task["id"],
-                                   workdir=Path(tempfile.mkdtemp(prefix="prana-task-")))
+                                   source_address=endpoint, session=task["id"])
     except PranaError as exc:
         try:
             client.cancel(task["id"], str(exc))   # the task fails at the hub at once, with our reason

@@ -6,11 +6,11 @@ One committee member (`member`, run in its own supervised process) does, in orde
     check             nothing: the table is read and checked (numbers, no blanks, no NaN, ids) locally
     hello             the public parameters (k, iterations, tolerance, seed, minimum group size, digest
                       of explicit initial centroids); members that disagree stop
-    meta              column names, row count (horizontal) and the station's minimum group size
+    meta              column names (checked: plain names only), row count and the station's minimum
+                      group size
     link (vertical)   private set intersection of the ids (`prana.analyses.linkage`)
-    scale             vertical: nothing (each party z-scores its own columns); horizontal: two secure
-                      sums reveal the global means and standard deviations to the members
-    cluster           the shares of the quantised features; the k-means program
+    cluster           the shares of the quantised features (horizontal: in the party's own units, plus
+                      the shares of its column moments; the global scaling happens inside); the program
     release           labels of its own rows to each member; its share of the centroids and sizes, sealed
                       outside this module to the analyst (`prana.engine.session.SEALED_PREFIX`)
 
@@ -22,7 +22,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from prana.engine.session import SEALED_PREFIX, CommitteeSession, Timeouts, new_
 from prana.errors import ConfigError, InputValidationError, PranaError
 
 ANALYST = "analyst"
-STEPS = ("connecting", "linking", "scaling", "compiling", "clustering", "done")
+STEPS = ("connecting", "linking", "compiling", "clustering", "done")
 DEFAULT_ITERATIONS = 20
 DEFAULT_MIN_GROUP_SIZE = 10
 
@@ -124,29 +126,44 @@ def _features(table: pd.DataFrame, request: Request, source: str) -> tuple[list[
     return columns, kmeans.check_finite(np.column_stack(values), columns, source)
 
 
-def _global_scale(session: CommitteeSession, values: np.ndarray, columns: list[str], source: str,
-                  total: int) -> kmeans.Standardiser:
-    """Horizontal: the global mean and standard deviation of every column, by two secure sums (the row
-    counts are public: they are the shapes of the program's inputs)."""
-    parties = list(session.committee)
-    width = len(columns)
-    local = kmeans.check_contribution(values.sum(axis=0) / total, columns, source)
-    mean = session.run(kmeans.sum_program(parties, (width,), "float64", "mean"), {f"mean_{session.me}": local})["mean"]
-    spread = kmeans.check_contribution(((values - mean) ** 2).sum(axis=0) / total, columns, source)
-    variance = session.run(kmeans.sum_program(parties, (width,), "float64", "variance"),
-                           {f"variance_{session.me}": spread})["variance"]
-    return kmeans.Standardiser.from_moments(mean, np.sqrt(np.maximum(variance, 0.0)), columns,
-                                            "the pooled data")
-
-
-def _init_block(request: Request, columns: list[str], scaler: kmeans.Standardiser, source: str) -> np.ndarray:
+def _init_values(request: Request, columns: list[str], source: str) -> np.ndarray:
+    """The explicit initial centroids (original units) in the order of `columns`."""
     if request.init is None or request.init_columns is None:
         raise ConfigError("explicit initial centroids were expected but not given")
     missing = [column for column in columns if column not in request.init_columns]
     if missing:
         raise InputValidationError(f"the initial centroids have no column {missing[0]!r} (a feature of {source})")
     order = [request.init_columns.index(column) for column in columns]
-    return scaler.quantise(np.asarray(request.init, dtype=np.float64)[:, order])
+    return np.asarray(request.init, dtype=np.float64)[:, order]
+
+
+def _init_block(request: Request, columns: list[str], scaler: kmeans.Standardiser, source: str) -> np.ndarray:
+    return scaler.quantise(_init_values(request, columns, source))
+
+
+COLUMN_NAME_LIMIT = 64
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def check_peer_meta(peer: str, meta: Any) -> dict[str, Any]:
+    """A peer's "meta" message: plain column names (they end up in the analyst's CSV files), a row count
+    and a minimum group size. MalformedMessage names the peer, never the offending text."""
+    from prana.errors import MalformedMessage
+
+    def refuse(what: str) -> MalformedMessage:
+        return MalformedMessage(f"{peer} sent {what}", peer=peer, step="meta")
+
+    if not isinstance(meta, dict) or not isinstance(meta.get("columns"), list) or not meta["columns"]:
+        raise refuse("no list of column names")
+    for name in meta["columns"]:
+        if (not isinstance(name, str) or not name or len(name) > COLUMN_NAME_LIMIT
+                or any(ord(char) < 32 or ord(char) == 127 for char in name) or name.startswith(FORMULA_START)):
+            raise refuse(f"a column name that is not a plain column name (at most {COLUMN_NAME_LIMIT} characters, "
+                         "no control characters, not starting with = + - @)")
+    for key in ("rows", "min_group_size"):
+        if not isinstance(meta.get(key), int) or isinstance(meta.get(key), bool) or meta[key] < 0:
+            raise refuse(f"no whole number for {key}")
+    return meta
 
 
 def member(federation: str, me: str, committee: list[str], session: str, table: str, request: dict[str, Any],
@@ -154,8 +171,9 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
            connect: float = 60.0, step: float = 600.0) -> dict[str, Any]:
     """One committee member from its table to its labels and its sealed shares (a supervised process)."""
     wanted = Request.from_dict(request)
+    os.umask(0o077)                         # this is the member's own process: its files are 0600, folders 0700
     work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress = ProgressFile.of_member(work, me)
     source = Path(table).name
     frame = read_table(table, [wanted.id_column] if wanted.vertical else None)
@@ -179,7 +197,7 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
                           on_event=on_event) as party:
         mine = {"columns": columns, "rows": len(values),
                 "min_group_size": max(station_min_group_size, wanted.min_group_size)}
-        meta = {me: mine} | party.exchange("meta", mine)
+        meta = {me: mine} | {peer: check_peer_meta(peer, item) for peer, item in party.exchange("meta", mine).items()}
         minimum = max(int(item["min_group_size"]) for item in meta.values())
         if wanted.vertical:
             from prana.analyses.linkage import link_rows
@@ -200,25 +218,21 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
             counts = {name: int(meta[name]["rows"]) for name in committee}
             persons = sum(counts.values())
             kmeans.check_k(wanted.k, persons)
-            progress("scaling")
-            scaler = _global_scale(party, values, columns, source, persons)
         seed = wanted.seed if wanted.seed is not None else int(hashlib.sha256(session.encode()).hexdigest()[:8], 16)
         plan = kmeans.Plan(k=wanted.k, iterations=wanted.iterations, tolerance=wanted.tolerance,
                            init=None if wanted.init is not None else kmeans.InitPlan.draw(persons, wanted.k, seed),
                            min_group_size=minimum)
         analyst = (SEALED_PREFIX + ANALYST,)
-        quantised = scaler.quantise(values)
         if wanted.vertical:
             program = kmeans.vertical_program(list(committee), widths, persons, plan, analyst)
-            inputs = {f"x_{me}": quantised, f"scale_{me}": np.stack([scaler.mean, scaler.std])}
+            inputs = {f"x_{me}": scaler.quantise(values), f"scale_{me}": np.stack([scaler.mean, scaler.std])}
             if wanted.init is not None:
                 inputs[f"init_{me}"] = _init_block(wanted, columns, scaler, source)
-        else:
+        else:                                   # the global scaling happens inside the program: nobody learns it
             program = kmeans.horizontal_program(list(committee), [counts[name] for name in committee],
-                                                len(columns), plan, scaler, analyst)
-            inputs = {f"x_{me}": quantised}
-            if wanted.init is not None and me == committee[0]:
-                inputs["init"] = _init_block(wanted, columns, scaler, source)
+                                                len(columns), plan, analyst)
+            init = _init_values(wanted, columns, source) if wanted.init is not None and me == committee[0] else None
+            inputs = kmeans.horizontal_inputs(me, values, columns, source, init)
         progress("compiling")
         program.compile()
         progress("clustering")
@@ -229,7 +243,8 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
     return {"labels": labels.tolist(), "ids": ids, "persons": persons, "iterations": int(out["iterations"]),
             "width": len(columns), "sent": sent,
             "min_group_size": minimum, "columns": all_columns, "committee": list(committee),
-            "exports": {name: base64.b64encode(out[name]).decode() for name in ("centroids", "sizes")}}
+            "exports": {name: base64.b64encode(out[name]).decode() for name in ("centroids", "sizes")},
+            "progress": progress.events()}
 
 
 class ProgressFile:
@@ -276,6 +291,7 @@ class Clustering:
     min_group_size: int
     session: str                                                     # the session (on the platform: the task)
     labels: dict[str, pd.DataFrame] = field(default_factory=dict)   # per party (local runs only)
+    progress: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # per party's steps, timed (local)
 
     @property
     def suppressed(self) -> list[int]:
@@ -290,12 +306,26 @@ class Clustering:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / "centroids.csv", out / "sizes.csv"]
-        self.centroids.to_csv(written[0], index=False)
-        self.sizes.to_csv(written[1], index=False)
+        spreadsheet_safe(self.centroids).to_csv(written[0], index=False)
+        spreadsheet_safe(self.sizes).to_csv(written[1], index=False)
         for party, labels in self.labels.items():
             written.append(out / f"labels-{party}.csv")
-            labels.to_csv(written[-1], index=False)
+            spreadsheet_safe(labels).to_csv(written[-1], index=False)
         return written
+
+
+def escape_cell(text: Any) -> Any:
+    """A text that a spreadsheet would run as a formula, with a single quote in front; anything else as is."""
+    return "'" + text if isinstance(text, str) and text.startswith(FORMULA_START) else text
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every header and text cell that starts with a formula character escaped (`escape_cell`)."""
+    safe = frame.rename(columns=escape_cell)
+    for column in safe.columns:
+        if safe[column].dtype == object:
+            safe[column] = safe[column].map(escape_cell)
+    return safe
 
 
 def assemble(session: str, exports: list[dict[str, str]], meta: dict[str, Any]) -> Clustering:
@@ -345,15 +375,26 @@ def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = Non
     request = Request(k=k, iterations=iterations, tolerance=tolerance, seed=seed, min_group_size=min_group_size,
                       id_column=id_column, columns=columns, init=init_rows, init_columns=init_columns).check()
     parties = party_names(paths)
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="prana-cluster-"))
-    federation = local_federation(work / "federation", parties)
-    session = new_session_id()
-    with LocalCommittee(workdir=work / "run") as committee:
-        for party, path in zip(parties, paths):
-            committee.spawn(party, "prana.analyses.kmeans_jobs:member",
-                            {"federation": str(federation), "me": party, "committee": parties, "session": session,
-                             "table": str(path.resolve()), "request": request.__dict__, "workdir": str(work / party)})
-        results = _follow(committee, parties, work, timeout, on_progress)
+    if workdir:
+        work = Path(workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        created = [work / "federation", work / "run", *(work / party for party in parties)]
+    else:
+        work = Path(tempfile.mkdtemp(prefix="prana-cluster-"))          # 0700
+        created = [work]
+    try:                # the federation (with its CA key), run and member folders go on every path, Ctrl-C too
+        federation = local_federation(work / "federation", parties)
+        session = new_session_id()
+        with LocalCommittee(workdir=work / "run") as committee:
+            for party, path in zip(parties, paths):
+                committee.spawn(party, "prana.analyses.kmeans_jobs:member",
+                                {"federation": str(federation), "me": party, "committee": parties,
+                                 "session": session, "table": str(path.resolve()), "request": request.__dict__,
+                                 "workdir": str(work / party)})
+            results = _follow(committee, parties, work, timeout, on_progress)
+    finally:
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
     errors = [error for error in (error_for(party, results[party]) for party in parties) if error is not None]
     if errors:
         raise _first_cause(errors)
@@ -361,6 +402,7 @@ def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = Non
     clustering = assemble(session, [results[party]["exports"] for party in parties], first)
     for party in parties:
         clustering.labels[party] = labels_frame(results[party], id_column)
+        clustering.progress[party] = list(results[party].get("progress", []))
     if out is not None:
         clustering.save(out)
     return clustering

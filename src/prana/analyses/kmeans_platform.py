@@ -21,14 +21,18 @@ the clear, a label or a centroid. What each party learns is tabled in `prana.ana
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 
 from prana.analyses.kmeans_jobs import STEPS, Clustering, ProgressFile, Request, assemble, labels_frame
 from prana.engine.channel import free_endpoint
 from prana.engine.local import LocalCommittee, error_for
-from prana.errors import ConfigError, PranaError
+from prana.errors import ConfigError, MalformedMessage, PranaError
 
 ANALYSIS = "kmeans"
 RESULT_PREFIX = "kmeans."
@@ -36,30 +40,38 @@ LAST = len(STEPS) - 1          # progress is reported as (index of the step, LAS
 
 
 def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
-    """One station's part: from its dataset to its labels and its sealed shares."""
+    """One station's part: from its dataset to its labels and its sealed shares.
+
+    The worker's table holds only the columns the task names (the id column if vertical, the feature
+    columns, or every non-id column when it names none), 0600, and is removed on every path, as is the
+    member's work folder; the station keeps only labels.csv (0600)."""
     request = Request.from_dict(dict(task.get("parameters") or {}))
     committee = sorted(task["stations"])
     if len(committee) not in (2, 3):
         raise ConfigError(f"k-means runs on 2 or 3 stations, not {len(committee)}")
     table = context.workdir / "data.csv"         # for the worker; removed after the run
-    context.dataset(task["dataset"]).to_csv(table, index=False)
-    endpoint = free_endpoint(context.federation.party(context.me).host)
-    context.running(endpoint)
-    context.progress("waiting for the other stations", 0, LAST)
-    endpoints = _await_endpoints(context, committee)
-    with LocalCommittee(workdir=context.workdir / "worker") as worker:
-        worker.spawn(context.me, "prana.analyses.kmeans_jobs:member",
-                     {"federation": str(context.federation.file), "me": context.me, "committee": committee,
-                      "session": task["id"], "table": str(table), "request": request.__dict__,
-                      "workdir": str(context.workdir / "member"), "addresses": endpoints,
-                      "station_min_group_size": context.min_group_size})
-        result = _follow(context, worker, ProgressFile.of_member(context.workdir / "member", context.me))
-    table.unlink(missing_ok=True)
+    member = context.workdir / "member"
+    try:
+        _write_private(table, _needed_columns(context.dataset(task["dataset"]), request))
+        endpoint = free_endpoint(context.federation.party(context.me).host)
+        context.running(endpoint)
+        context.progress("waiting for the other stations", 0, LAST)
+        endpoints = _await_endpoints(context, committee)
+        with LocalCommittee(workdir=context.workdir / "worker") as worker:
+            worker.spawn(context.me, "prana.analyses.kmeans_jobs:member",
+                         {"federation": str(context.federation.file), "me": context.me, "committee": committee,
+                          "session": task["id"], "table": str(table), "request": request.__dict__,
+                          "workdir": str(member), "addresses": endpoints,
+                          "station_min_group_size": context.min_group_size})
+            result = _follow(context, worker, ProgressFile.of_member(member, context.me))
+    finally:
+        table.unlink(missing_ok=True)
+        shutil.rmtree(member, ignore_errors=True)
     error = error_for(context.me, result)
     if error is not None:
         raise error
     labels = labels_frame(result, request.id_column)
-    labels.to_csv(context.workdir / "labels.csv", index=False)
+    _write_private(context.outputs / "labels.csv", labels)     # kept on purpose; the workdir is scratch
     peers = [name for name in committee if name != context.me]
     for peer in peers:
         context.record("shares-sent", kind="shares", shape=[int(result["persons"]), int(result["width"])],
@@ -73,6 +85,23 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                        outcome="centroids, sizes")
     context.progress("done", LAST, LAST)
     return {"persons": int(result["persons"]), "iterations": int(result["iterations"])}
+
+
+def _needed_columns(frame: pd.DataFrame, request: Request) -> pd.DataFrame:
+    """Only what the task uses: the id column (vertical) and the feature columns it names (or all others).
+    A named column that is missing stays missing, so the member refuses with its sentence."""
+    if request.columns:
+        keep = [column for column in [request.id_column, *request.columns] if column is not None]
+        return frame[[column for column in dict.fromkeys(keep) if column in frame.columns]]
+    return frame
+
+
+def _write_private(path: Path, frame: pd.DataFrame) -> None:
+    """A CSV file readable by this user only (0600 from its creation, not after)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", newline="") as handle:
+        frame.to_csv(handle, index=False)
+    os.chmod(path, 0o600)
 
 
 def _await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:
@@ -120,23 +149,32 @@ def submit(client: Any, *, stations: dict[str, str], request: Request, me: str, 
 
 
 def collect(client: Any, task_id: str) -> Clustering:
-    """The analyst's reconstruction from the sealed shares that every station left at the hub."""
-    sealed = {name[len(RESULT_PREFIX):]: payload for name, payload in client.results(task_id).items()
-              if name.startswith(RESULT_PREFIX)}
+    """The analyst's reconstruction from the sealed shares that every station left at the hub.
+
+    The committee is the one the analyst signed (`Client.signed_task`), not what the hub or a station says;
+    every member must have delivered `kmeans.<member>`, signed by that member (`Client.signed_results`), and
+    the shares must agree on the public facts. Anything else fails with one sentence and nothing is built."""
+    committee = sorted(client.signed_task(task_id).stations)
     payloads = {}
-    for station, payload in sealed.items():
+    for result in client.signed_results(task_id):
+        if not result.name.startswith(RESULT_PREFIX):
+            continue
+        station = result.name[len(RESULT_PREFIX):]
+        if station != result.sender or station not in committee:
+            raise MalformedMessage(f"station {result.sender} delivered a k-means share under the name of "
+                                   f"{station!r}; only each committee member's own share counts")
         try:
-            payloads[station] = json.loads(payload)
+            payloads[station] = json.loads(result.payload)
         except ValueError:
             raise PranaError(f"the result from station {station} is not readable") from None
     if not payloads:
         raise PranaError(f"task {task_id} has no k-means result for you (yet)")
-    first = next(iter(payloads.values()))
-    missing = [name for name in first["committee"] if name not in payloads]
+    missing = [name for name in committee if name not in payloads]
     if missing:
         raise PranaError(f"station {missing[0]} has not delivered its share of task {task_id}")
+    first = payloads[committee[0]]
     for name, payload in payloads.items():
-        if any(payload[key] != first[key] for key in ("committee", "columns", "persons", "min_group_size")):
+        if payload.get("committee") != committee or payload.get("station") != name or \
+                any(payload.get(key) != first.get(key) for key in ("columns", "persons", "min_group_size")):
             raise PranaError(f"station {name} reports other public facts about task {task_id} than the others")
-    return assemble(task_id, [payloads[name]["exports"] for name in first["committee"]], first)
-
+    return assemble(task_id, [payloads[name]["exports"] for name in committee], first)

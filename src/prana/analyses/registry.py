@@ -1,5 +1,12 @@
 """The analyses that stations can run, by name. Adding an analysis is one module in `prana/analyses/` that
-defines `run_at_station(context, task)` and one line here; nothing in the hub or the station changes.
+defines `run_at_station(context, task)`, a light module with its policy knobs, and one line in each table
+here; nothing in the hub or the station changes.
+
+The policy module (`POLICIES`) defines `Limits` (a pydantic model: the `[<dataset>.<analysis>]` table of a
+station's policy.toml, with safe defaults), `admit(limits, task, budget)` (judges a task's parameters and
+returns what the session must enforce, or raises PolicyViolation), `summary(task)` (the lines an approver
+sees) and `committee(task)` (the parties the station's shares go to). It must not import jax or spu: a
+station loads it for every task, before deciding anything.
 
 `context` is what a station offers an analysis (see `StationContext`): its validated datasets, a work
 folder, progress reporting, the audit log, and the task's deadline. The analysis must not send anything that
@@ -22,6 +29,10 @@ ANALYSES: dict[str, str] = {
     "compare": "prana.analyses.compare_platform",
     "kmeans": "prana.analyses.kmeans_platform",
 }
+POLICIES: dict[str, str] = {
+    "compare": "prana.analyses.compare_policy",
+    "kmeans": "prana.analyses.kmeans_policy",
+}
 
 
 class StationContext(Protocol):
@@ -29,9 +40,11 @@ class StationContext(Protocol):
 
     federation: Federation
     me: str
-    workdir: Path
+    workdir: Path                     # scratch, 0700; removed with everything in it when the task ends
+    outputs: Path                     # what the station keeps of the task on purpose (e.g. its labels)
     deadline: float
     min_group_size: int               # the largest minimum group size of the datasets the task reads
+    limits: dict[str, Any]            # what the policy module's `admit` said the session must enforce
 
     def dataset(self, name: str) -> pd.DataFrame: ...
 
@@ -57,6 +70,13 @@ def station_role(name: str) -> ModuleType:
     if not callable(getattr(module, "run_at_station", None)):
         raise ConfigError(f"analysis {name!r} does not define run_at_station")
     return module
+
+
+def policy_role(name: str) -> ModuleType:
+    """The policy module of analysis `name` (see the module docstring)."""
+    if name not in POLICIES:
+        raise ConfigError(f"there is no analysis {name!r} (known: {', '.join(sorted(POLICIES))})")
+    return importlib.import_module(POLICIES[name])
 
 
 def run_at_station(context: StationContext, task: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ requesters = ["researcher"]
 recipients = ["researcher"]
 min_group_size = 50
 approval = "auto"
+peers = [{peers}]                    # the stations it may sit on a committee with
 """
 
 
@@ -52,7 +53,8 @@ def write_stations(root: Path, federation: Path, hub: str) -> None:
         columns = "".join(f"[datasets.families.columns.{column}]\ntype = \"float\"\n" for column in names)
         (root / party / "station.toml").write_text(STATION.format(party=party, federation=federation, hub=hub,
                                                                   columns=columns))
-        (root / party / "policy.toml").write_text(POLICY)
+        peers = ", ".join(f'"{other}"' for other in PARTIES if other != party)
+        (root / party / "policy.toml").write_text(POLICY.format(peers=peers))
 
 
 def run_kmeans_demo(root: Path, shared: int = 10_000, k: int = 4, iterations: int = 20,

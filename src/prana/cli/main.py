@@ -110,6 +110,36 @@ def federation_add_user(
         raise ConfigError(f"the CA key {key} is not here; run this where the CA key is kept")
     pair = issue_certificate(KeyPair(loaded.ca_path, key), out or loaded.root / "users", name, [], client_only=True)
     console.print(f"user {name}: certificate {pair.certificate}, key {pair.private_key} (mode 0600)")
+    if pair.certificate.parent.resolve() != loaded.users_path.resolve():
+        console.print(f"`--as {name}` finds them in {loaded.users_path} beside the federation file; move them there")
+
+
+@federation_app.command("revoke")
+def federation_revoke(
+        name: str = typer.Argument(..., help="The party or user whose certificate is revoked."),
+        federation: Path = typer.Option(..., "--federation", "-f", help="The federation file."),
+        ca_key: Optional[Path] = typer.Option(None, "--ca-key", help="The CA key (default: ca-key.pem beside the "
+                                                                      "federation file)."),
+        reason: str = typer.Option("unspecified", "--reason", help="unspecified, key-compromise, "
+                                   "affiliation-changed, superseded or cessation-of-operation."),
+) -> None:
+    """Revoke a party's or user's certificate: crl.pem beside the federation file, signed by the CA.
+
+    The hub refuses the certificate at its next request; engines and clients refuse it at their next
+    connection. Give every party the new crl.pem.
+    """
+    from prana.config import Federation
+    from prana.pki import revoke
+
+    loaded = Federation.load(federation)
+    key = ca_key or loaded.root / "ca-key.pem"
+    if not key.is_file():
+        raise ConfigError(f"the CA key {key} is not here; run this where the CA key is kept")
+    path, added = revoke(loaded, name, key, reason=reason)
+    if added:
+        console.print(f"the certificate of {name} is revoked: {path}\nGive every party this crl.pem.")
+    else:
+        console.print(f"the certificate of {name} was already revoked in {path}")
 
 
 def typer_table(*columns: str):

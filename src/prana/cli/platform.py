@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from prana.cli.output import answers_table, console, errors, task_progress
@@ -33,6 +34,9 @@ def hub_start(federation: Path = FEDERATION, me: str = typer.Option("hub", "--as
     """Run the hub (HTTPS with mutual TLS under the federation CA) until stopped."""
     from prana.hub.server import serve_hub
 
+    import os
+
+    os.umask(0o077)
     loaded = Federation.load(federation)
     console.print(f"hub listening on https://{loaded.party(me).address}")
     serve_hub(loaded, me, database=database, state_dir=state)
@@ -71,14 +75,20 @@ def station_pending(config: Path = CONFIG) -> None:
     from prana.station.service import Approvals
 
     loaded = StationConfig.load(config)
-    table = Table(title=f"Tasks waiting for approval at {loaded.party}", title_justify="left")
-    table.add_column("task", no_wrap=True)
-    for column in ("analysis", "requester", "dataset", "recipients", "parameters"):
-        table.add_column(column, overflow="fold")
-    for record in Approvals(loaded.state_path / "approvals").pending():
-        table.add_row(record["task"], record["analysis"], record["requester"], record["dataset"],
-                      ", ".join(record["recipients"]), str(record["parameters"]))
-    console.print(table)
+    pending = Approvals(loaded.state_path / "approvals").pending()
+    if not pending:
+        console.print(f"no task is waiting for approval at {escape(loaded.party)}")
+    for record in pending:          # everything here but the station's own words comes from the requester
+        table = Table(title=f"task {escape(record['task'])}: {escape(record['analysis'])} for "
+                            f"{escape(record['requester'])} on dataset {escape(record['dataset'])}",
+                      title_justify="left", show_header=False)
+        table.add_column("what", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        table.add_row("recipients", escape(", ".join(map(str, record["recipients"]))))
+        for name, value in record.get("summary") or sorted((str(k), str(v)) for k, v in record["parameters"].items()):
+            table.add_row(escape(str(name)), escape(str(value)))
+        console.print(table)
+        console.print(f"  approve: prana station approve {escape(record['task'])} --config {escape(str(config))}")
 
 
 @station_app.command("approve")
@@ -107,7 +117,10 @@ def station_reject(task: str = typer.Argument(..., help="The task id."), config:
 @station_app.command("audit")
 def station_audit(config: Path = CONFIG,
                   verify: bool = typer.Option(False, "--verify", help="Check the hash chain and say what was "
-                                                                      "edited, deleted or reordered.")) -> None:
+                                                                      "edited, deleted or reordered."),
+                  hub: Optional[str] = typer.Option(None, "--hub", help="With --verify: also check the log against "
+                                                    "the anchor the hub keeps (the last head this station "
+                                                    "reported), which reveals entries cut off the end.")) -> None:
     """Show the station's audit log: every event that crossed its boundary."""
     from prana.station.audit import AuditLog, audit_table
     from prana.station.config import StationConfig
@@ -115,7 +128,19 @@ def station_audit(config: Path = CONFIG,
     loaded = StationConfig.load(config)
     log = AuditLog(loaded.state_path / "audit.jsonl")
     if verify:
-        report = log.verify()
+        anchor = None
+        if hub is not None:
+            from prana.hub.client import Client
+
+            federation = Federation.load(loaded.resolve(loaded.federation))
+            with Client(hub, federation=federation, me=loaded.party) as client:
+                kept = client.anchor()
+            anchor = (int(kept["seq"]), str(kept["hash"]))
+        report = log.verify(expected_head=anchor)
+        if report.ok and anchor is not None:
+            console.print(f"audit log intact: {report.entries} entries, hash chain verified, and it reaches the "
+                          f"hub's anchor (entry {anchor[0]})")
+            return
         if report.ok:
             console.print(f"audit log intact: {report.entries} entries, hash chain verified")
             return

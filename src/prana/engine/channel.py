@@ -10,11 +10,16 @@ messages, input shares, output shares, aborts. Each `recv` has a deadline, so a 
 `PeerTimeout`; a closed connection or an ABORT frame gives `PeerAborted`.
 
 Stream framing: each frame is preceded by its length as 8 bytes, big-endian.
+
+Before a peer is matched to a session it can cost the listener little: a HELLO announced over MAX_HELLO
+bytes is refused on its length, unread; at most MAX_HANDSHAKES connections (MAX_HANDSHAKES_PER_ADDRESS
+from one address) may be between accept and HELLO at once; at most MAX_ARRIVALS HELLOs wait for a session,
+each for at most `arrival_timeout` seconds, after which it is told so and dropped.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import socket
 import ssl
 import struct
@@ -28,6 +33,11 @@ from prana.engine import wire
 from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, ProtocolError
 
 MAX_FRAME = 4 * 1024**3
+MAX_HELLO = 64 * 1024          # a hello: names, the purpose, an engine address and a session certificate
+MAX_HANDSHAKES = 128
+MAX_HANDSHAKES_PER_ADDRESS = 16
+MAX_ARRIVALS = 256
+MAX_REFUSALS = 1000            # only the latest are kept
 _LENGTH = struct.Struct(">Q")
 
 
@@ -41,7 +51,9 @@ def _common_name(sock: ssl.SSLSocket) -> str:
 
 
 def server_context(federation: Federation, me: str) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    from prana.pki import FederationContext
+
+    context = FederationContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     _load(context, federation, me)
@@ -50,7 +62,9 @@ def server_context(federation: Federation, me: str) -> ssl.SSLContext:
 
 def client_context(federation: Federation, me: str, certificate: str | None = None,
                    private_key: str | None = None) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    from prana.pki import FederationContext
+
+    context = FederationContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     _load(context, federation, me, certificate, private_key)
@@ -59,6 +73,10 @@ def client_context(federation: Federation, me: str, certificate: str | None = No
 
 def _load(context: ssl.SSLContext, federation: Federation, me: str, certificate: str | None = None,
           private_key: str | None = None) -> None:
+    """Our certificate and key, the federation CA, and its revocation list (a revoked peer fails the
+    handshake with "its certificate is revoked ...")."""
+    from prana.pki import apply_revocation
+
     cert = certificate or str(federation.certificate_path(me))
     key = private_key or str(federation.private_key_path(me))
     try:
@@ -66,6 +84,7 @@ def _load(context: ssl.SSLContext, federation: Federation, me: str, certificate:
         context.load_verify_locations(str(federation.ca_path))
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the certificate of {me!r} ({cert}): {exc}") from None
+    apply_revocation(context, federation)
 
 
 @dataclass
@@ -110,13 +129,15 @@ class Channel:
             chunks += chunk
         return bytes(chunks)
 
-    def recv(self, *, step: str, timeout: float, kinds: tuple[wire.Kind, ...] | None = None) -> wire.Frame:
-        """Receive the frame for `step`. Any other session or step is a MalformedMessage."""
+    def recv(self, *, step: str, timeout: float, kinds: tuple[wire.Kind, ...] | None = None,
+             max_length: int = MAX_FRAME) -> wire.Frame:
+        """Receive the frame for `step`. Any other session or step is a MalformedMessage, and so is a frame
+        announced over `max_length` bytes (refused before any of it is read)."""
         deadline = time.monotonic() + timeout
         (length,) = _LENGTH.unpack(self._read_exact(_LENGTH.size, deadline, step))
-        if length > MAX_FRAME:
-            raise MalformedMessage(f"{self.peer} announced a message of {length} bytes, over the limit",
-                                   peer=self.peer, task=self.session, step=step)
+        if length > max_length:
+            raise MalformedMessage(f"{self.peer} announced a message of {length:,} bytes for step {step!r}, over "
+                                   f"the limit of {max_length:,}", peer=self.peer, task=self.session, step=step)
         frame = wire.decode(self._read_exact(length, deadline, step), peer=self.peer)
         if frame.kind == wire.Kind.ABORT:
             reason = str(frame.header.get("reason", "no reason given"))[:500]
@@ -154,6 +175,8 @@ class Channel:
 
 def _tls_reason(exc: BaseException) -> str:
     text = str(exc)
+    if "certificate revoked" in text:
+        return "it refused our certificate, which the federation has revoked (crl.pem)"
     if "unknown ca" in text or "certificate verify failed" in text or "bad certificate" in text:
         return "its certificate and ours are not from the same federation CA"
     return text or type(exc).__name__
@@ -214,7 +237,7 @@ def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *
     try:
         channel.send(wire.Frame(wire.Kind.HELLO, {**hello, "step": "hello"}))
         reply = channel.recv(step="hello", timeout=max(0.5, deadline - time.monotonic()),
-                             kinds=(wire.Kind.HELLO,))
+                             kinds=(wire.Kind.HELLO,), max_length=MAX_HELLO)
     except ProtocolError:
         channel.close()
         raise
@@ -227,6 +250,7 @@ class Arrival:
 
     channel: Channel
     hello: dict[str, Any]
+    arrived: float = field(default_factory=time.monotonic)
 
     def accept(self, hello: dict[str, Any]) -> Channel:
         self.channel.session = str(hello["session"])
@@ -242,15 +266,18 @@ class Arrival:
 class Listener:
     """Accepts mutually authenticated connections on this party's address and queues their HELLOs.
 
-    Connections that fail the TLS handshake (a foreign certificate, a port scanner) are recorded in
-    `refusals` and dropped; `wait` reports them if the party it waits for never arrives.
+    Connections that fail the TLS handshake (a foreign certificate, a port scanner), send an oversized or
+    malformed HELLO, or say HELLO for a session that nobody here waits for within `arrival_timeout`
+    seconds (default: `handshake_timeout`) are recorded in `refusals` and dropped; `wait` reports the
+    latest if the party it waits for never arrives.
     """
 
     def __init__(self, federation: Federation, me: str, *, handshake_timeout: float = 10.0,
-                 address: str | None = None) -> None:
+                 address: str | None = None, arrival_timeout: float | None = None) -> None:
         self.federation = federation
         self.me = me
         self.handshake_timeout = handshake_timeout
+        self.arrival_timeout = handshake_timeout if arrival_timeout is None else arrival_timeout
         self.context = server_context(federation, me)
         host, port = split_address(address or federation.party(me).address)
         self._server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -262,24 +289,56 @@ class Listener:
             raise ConfigError(f"{me} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._server.listen(64)
         self._server.settimeout(0.2)
-        self._arrivals: queue.Queue[Arrival] = queue.Queue()
+        self._changed = threading.Condition()
         self._pending: list[Arrival] = []
-        self.refusals: list[str] = []
+        self._handshaking: collections.Counter[str] = collections.Counter()
+        self.refusals: collections.deque[str] = collections.deque(maxlen=MAX_REFUSALS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name=f"prana-listener-{me}", daemon=True)
         self._thread.start()
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
+            self._expire()
             try:
                 raw, address = self._server.accept()
             except (TimeoutError, socket.timeout):
                 continue
             except OSError:
                 return
+            with self._changed:
+                busy = sum(self._handshaking.values()) >= MAX_HANDSHAKES or \
+                    self._handshaking[address[0]] >= MAX_HANDSHAKES_PER_ADDRESS
+                if not busy:
+                    self._handshaking[address[0]] += 1
+            if busy:
+                self.refusals.append(f"a connection from {address[0]} was refused: too many connections were "
+                                     "still saying hello")
+                raw.close()
+                continue
             threading.Thread(target=self._handshake, args=(raw, address), daemon=True).start()
 
     def _handshake(self, raw: socket.socket, address: tuple) -> None:
+        try:
+            arrival = self._greet(raw, address)
+        finally:
+            with self._changed:
+                self._handshaking[address[0]] -= 1
+                if self._handshaking[address[0]] <= 0:
+                    del self._handshaking[address[0]]
+        if arrival is None:
+            return
+        with self._changed:
+            full = len(self._pending) >= MAX_ARRIVALS
+            if not full:
+                self._pending.append(arrival)
+                self._changed.notify_all()
+        if full:
+            self.refusals.append(f"{arrival.channel.peer} was refused: {MAX_ARRIVALS} others were waiting already")
+            arrival.refuse(f"{self.me} has too many peers waiting for their sessions; try again later")
+
+    def _greet(self, raw: socket.socket, address: tuple) -> Arrival | None:
+        """TLS, then one HELLO of at most MAX_HELLO bytes whose party is the certificate's name."""
         raw.settimeout(self.handshake_timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -287,42 +346,61 @@ class Listener:
         except (OSError, ssl.SSLError) as exc:
             self.refusals.append(f"a connection from {address[0]} was refused: {_tls_reason(exc)}")
             raw.close()
-            return
+            return None
         name = _common_name(sock)
         channel = Channel(sock, name or f"{address[0]}:{address[1]}")
         try:
-            frame = channel.recv(step="hello", timeout=self.handshake_timeout, kinds=(wire.Kind.HELLO,))
+            frame = channel.recv(step="hello", timeout=self.handshake_timeout, kinds=(wire.Kind.HELLO,),
+                                 max_length=MAX_HELLO)
         except ProtocolError as exc:
             self.refusals.append(str(exc))
+            if isinstance(exc, MalformedMessage):
+                channel.abort("hello", str(exc))
             channel.close()
-            return
+            return None
         if frame.header.get("party") != name:
             channel.session = frame.session
             channel.abort("hello", f"your certificate names {name!r}, but your hello says "
                                    f"{frame.header.get('party')!r}")
             channel.close()
             self.refusals.append(f"a peer with the certificate of {name!r} claimed another name")
-            return
-        self._arrivals.put(Arrival(channel, frame.header))
+            return None
+        return Arrival(channel, frame.header)
+
+    def _expire(self) -> None:
+        """Tell arrivals that waited longer than `arrival_timeout` that nobody came, and drop them."""
+        now = time.monotonic()
+        with self._changed:
+            expired = [arrival for arrival in self._pending if now - arrival.arrived > self.arrival_timeout]
+            for arrival in expired:
+                self._pending.remove(arrival)
+        for arrival in expired:
+            self.refusals.append(f"{arrival.channel.peer} said hello for a session that nobody here joined within "
+                                 f"{self.arrival_timeout:g} s; it was dropped")
+            try:
+                arrival.channel.sock.settimeout(1.0)
+            except OSError:
+                pass
+            arrival.refuse(f"nobody on {self.me} joined your session within {self.arrival_timeout:g} s")
 
     def wait(self, *, party: str | None = None, session: str | None = None, timeout: float) -> Arrival:
         """The next arrival that matches `party` and `session` (None matches any)."""
         deadline = time.monotonic() + timeout
         while True:
-            for arrival in list(self._pending):
-                if (party is None or arrival.hello.get("party") == party) and \
-                        (session is None or arrival.hello.get("session") == session):
-                    self._pending.remove(arrival)
-                    return arrival
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                detail = f"; {self.refusals[-1]}" if self.refusals else ""
-                raise PeerTimeout(f"{party or 'no peer'} did not connect within {timeout:g} s{detail}",
-                                  peer=party, task=session, step="hello")
-            try:
-                self._pending.append(self._arrivals.get(timeout=min(remaining, 0.2)))
-            except queue.Empty:
-                continue
+            self._expire()
+            with self._changed:
+                for arrival in self._pending:
+                    if (party is None or arrival.hello.get("party") == party) and \
+                            (session is None or arrival.hello.get("session") == session):
+                        self._pending.remove(arrival)
+                        return arrival
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(min(remaining, 0.2))
+        detail = f"; {self.refusals[-1]}" if self.refusals else ""
+        raise PeerTimeout(f"{party or 'no peer'} did not connect within {timeout:g} s{detail}",
+                          peer=party, task=session, step="hello")
 
     def stop_accepting(self) -> None:
         """Refuse new connections from now on (peers that try get 'connection refused' and may retry)."""
@@ -335,5 +413,7 @@ class Listener:
     def close(self) -> None:
         self.stop_accepting()
         self._thread.join(timeout=2)
-        for arrival in self._pending:
+        with self._changed:
+            pending, self._pending = self._pending, []
+        for arrival in pending:
             arrival.channel.close()

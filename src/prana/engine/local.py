@@ -11,6 +11,11 @@ shortcut around the real protocol (each process opens real mutual-TLS links to t
 A target is `module:function`; it is called as `function(**kwargs)` in the child and must return a
 JSON-serialisable dict. A PranaError in the child becomes {"error": sentence, "type": class name}; the
 parent never sees a traceback. A child that overruns the timeout is killed.
+
+Files: the job and result files (they carry inputs and outputs) are written 0600 and removed when the
+committee closes, on every path; children run with umask 077. A committee given no `workdir` makes its own
+temporary folder (0700) and removes it whole when it closes; a given `workdir` is the caller's, and keeps
+only the children's logs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,18 +67,32 @@ class _Child:
     log_path: Path
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner can read (0600), replacing any earlier one."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 @dataclass
 class LocalCommittee:
     """A set of party processes started by this process, each killed at exit if still running."""
 
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prana-local-")))
+    workdir: Path | None = None
     extra_path: list[str] = field(default_factory=list)
     children: dict[str, _Child] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._owned = self.workdir is None
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="prana-local-"))
+        self.workdir = Path(self.workdir)
+
     def spawn(self, party: str, target: str, kwargs: dict[str, Any], env: dict[str, str] | None = None) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         job = self.workdir / f"{party}.job.json"
-        job.write_text(json.dumps({"target": target, "kwargs": kwargs}))
+        write_private(job, json.dumps({"target": target, "kwargs": kwargs}))
         result = self.workdir / f"{party}.result.json"
         log = self.workdir / f"{party}.log"
         environment = dict(os.environ)
@@ -130,8 +150,17 @@ class LocalCommittee:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:
+        """Kill every child still running and remove the files that carried inputs and outputs (the whole
+        folder if this committee made it)."""
         for party in list(self.children):
             self.kill(party)
+        if self._owned:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
+        for child in self.children.values():
+            for path in (self.workdir / f"{child.party}.job.json", child.result_path,
+                         Path(str(child.result_path) + ".tmp")):
+                path.unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalCommittee":
         return self
@@ -176,7 +205,7 @@ def run_isolated(target: str, kwargs: dict[str, Any], *, party: str, timeout: fl
     each session in a child keeps the caller (a CLI command, a long-running server) alive and lets it report
     one clear sentence.
     """
-    with LocalCommittee(workdir=workdir or Path(tempfile.mkdtemp(prefix="prana-job-"))) as committee:
+    with LocalCommittee(workdir=workdir) as committee:
         committee.spawn(party, target, kwargs)
         result = committee.wait(timeout)[party]
     error = error_for(party, result)
@@ -202,6 +231,7 @@ def _die_with_parent() -> None:
 
 def _main(job_path: str, result_path: str) -> int:
     _die_with_parent()
+    os.umask(0o077)
     job = json.loads(Path(job_path).read_text())
     module_name, _, function_name = job["target"].partition(":")
     result: dict[str, Any]
@@ -216,7 +246,7 @@ def _main(job_path: str, result_path: str) -> int:
         result = {"error": f"{type(exc).__name__}: {exc}", "type": "InternalError"}
         code = 2
     temporary = Path(result_path + ".tmp")
-    temporary.write_text(json.dumps(result))
+    write_private(temporary, json.dumps(result))
     temporary.replace(result_path)
     return code
 

@@ -5,8 +5,10 @@ Message flow for a program with inputs owned by members A, B (or an outside clie
 revealed to R:
 
     step                 who -> whom            what
-    hello                every pair (TLS)       session id, committee, analysis, engine port
-    (SPU link)           every pair (brpc TLS)  opened on the announced engine ports
+    hello                every pair (TLS)       session id, committee, analysis, engine port, and this
+                                                member's fresh session certificate (`link_identity`)
+    (SPU link)           every pair (brpc TLS)  opened on the announced engine ports; each end presents
+                                                its session certificate and trusts exactly its peers'
     rN:program           every pair             SHA-256 of the compiled program; must agree
     rN:in:<name>         owner -> each member   that member's share of the input (owner makes shares)
                          C -> each member       (for client inputs: the client makes the shares)
@@ -17,8 +19,15 @@ revealed to R:
                                                 holding every member's share, can reconstruct it
 
 What each party learns: a member learns its own shares (uniformly random), the program, the shapes of
-all inputs, and the outputs that name it as recipient. Nothing else. Threat model: semi-honest parties;
-ABY3 needs an honest majority (no two of three collude), CHEETAH tolerates one corrupted party of two.
+all inputs, its peers' session certificates (public keys made for this session only), and the outputs that
+name it as recipient. Nothing else. A party outside the committee, even one holding a federation
+certificate and a network position, learns nothing: the control channel admits only the named members, and
+every brpc link (the MPC link and each side link, e.g. a PSI) trusts only the session certificates that the
+members exchanged over it, so an outsider fails the TLS handshake on an engine port in both directions.
+Threat model: semi-honest parties; ABY3 needs an honest majority (no two of three collude), CHEETAH
+tolerates one corrupted party of two. brpc cannot pin one certificate per peer, so a member could still
+pose as another member towards a third on the engine link; that is an active attack by a committee
+member, outside the semi-honest model.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import numpy as np
 from prana.config import Federation
 from prana.engine import wire
 from prana.engine.channel import Arrival, Channel, Listener, connect, free_endpoint, split_address
+from prana.engine.link_identity import LinkIdentity, check_link_certificate
 from prana.engine.native import quiet_native_logs
 from prana.engine.program import SecureProgram
 from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, PranaError, ProtocolError
@@ -121,6 +131,8 @@ class CommitteeSession:
     _link: Any = field(default=None, init=False)
     _link_steps: set[str] = field(default_factory=set, init=False)
     _side_links: list[Any] = field(default_factory=list, init=False)
+    _identity: LinkIdentity | None = field(default=None, init=False)
+    _link_certificates: dict[str, str] = field(default_factory=dict, init=False)
     _runtime: Any = field(default=None, init=False)
     _io: Any = field(default=None, init=False)
 
@@ -148,7 +160,8 @@ class CommitteeSession:
     def _hello(self, engine: str) -> dict[str, Any]:
         return {"session": self.session, "party": self.me, "role": "member", "federation": self.federation.name,
                 "committee": list(self.committee), "purpose": self.purpose, "engine": engine,
-                "ring_bits": self.ring_bits, "fraction_bits": self.fraction_bits, "version": ENGINE_VERSION}
+                "ring_bits": self.ring_bits, "fraction_bits": self.fraction_bits, "version": ENGINE_VERSION,
+                "link_certificate": self._identity.certificate_pem if self._identity else ""}
 
     def _disagreement(self, peer: str, hello: dict[str, Any]) -> str | None:
         for key, mine in (("federation", self.federation.name), ("committee", list(self.committee)),
@@ -164,29 +177,37 @@ class CommitteeSession:
         quiet_native_logs()
         if self.listener is None and any(self.committee.index(peer) > self.rank for peer in self.committee):
             self._listen()   # only members that others connect to need an inbound port
-        engine = free_endpoint(self.federation.party(self.me).host)
-        hello = self._hello(engine)
+        host = self.federation.party(self.me).host
+        engine = free_endpoint(host)
         try:
+            self._identity = LinkIdentity(self.me, self.session, host)
+            hello = self._hello(engine)
             for peer in self.committee:
                 if peer == self.me:
                     continue
+                arrival = None
                 if self.committee.index(peer) < self.rank:
                     channel, reply = connect(self.federation, self.me, peer, hello, timeout=self.timeouts.connect,
                                              address=self.addresses.get(peer))
-                    problem = self._disagreement(peer, reply)
-                    if problem:
-                        channel.abort("hello", problem)
-                        channel.close()
-                        raise ProtocolError(problem, peer=peer, task=self.session, step="hello")
                 else:
                     arrival = self.arrivals.pop(peer, None) or self.listener.wait(
                         party=peer, session=self.session, timeout=self.timeouts.connect)
-                    problem = self._disagreement(peer, arrival.hello)
+                    channel, reply = arrival.channel, arrival.hello
+                try:
+                    problem = self._disagreement(peer, reply)
                     if problem:
-                        arrival.refuse(problem)
                         raise ProtocolError(problem, peer=peer, task=self.session, step="hello")
+                    self._link_certificates[peer] = check_link_certificate(peer, reply.get("link_certificate"),
+                                                                           session=self.session)
+                except ProtocolError as exc:
+                    if arrival is not None:
+                        arrival.refuse(str(exc))
+                    else:
+                        channel.abort("hello", str(exc))
+                        channel.close()
+                    raise
+                if arrival is not None:
                     channel = arrival.accept(hello)
-                    reply = arrival.hello
                 self.peers[peer] = channel
                 self.peer_hellos[peer] = reply
             self._event("connected", peers=sorted(self.peers))
@@ -217,9 +238,12 @@ class CommitteeSession:
         return str(address)
 
     def _brpc_link(self, link_id: str, addresses: dict[str, str], step: str) -> Any:
-        """A yacl brpc link over mutual TLS among `addresses` (name -> host:port, in committee order)."""
+        """A yacl brpc link over mutual TLS among `addresses` (name -> host:port, in committee order). Each end
+        presents its session certificate and trusts exactly the other ends' (see `link_identity`)."""
         from spu import libspu
 
+        if self._identity is None:
+            raise ProtocolError("the session is not open", task=self.session, step=step)
         desc = libspu.link.Desc()
         desc.id = link_id
         for name, address in addresses.items():
@@ -230,15 +254,16 @@ class CommitteeSession:
         desc.http_timeout_ms = int(self.timeouts.step * 1000)
         desc.throttle_window_size = 0
         desc.enable_ssl = True
-        for options in (desc.client_ssl_opts, desc.server_ssl_opts):
-            options.cert.certificate_path = str(self.federation.certificate_path(self.me))
-            options.cert.private_key_path = str(self.federation.private_key_path(self.me))
-            options.verify.ca_file_path = str(self.federation.ca_path)
-            options.verify.verify_depth = 1
-        try:
-            return libspu.link.create_brpc(desc, list(addresses).index(self.me))
-        except RuntimeError as exc:
-            raise engine_error(exc, step, self.session) from None
+        with self._identity.files([self._link_certificates[name] for name in addresses if name != self.me]) as files:
+            for options in (desc.client_ssl_opts, desc.server_ssl_opts):
+                options.cert.certificate_path = str(files.certificate)
+                options.cert.private_key_path = str(files.private_key)
+                options.verify.ca_file_path = str(files.trust)
+                options.verify.verify_depth = 1
+            try:
+                return libspu.link.create_brpc(desc, list(addresses).index(self.me))   # reads the files once
+            except RuntimeError as exc:
+                raise engine_error(exc, step, self.session) from None
 
     def pair_link(self, peer: str, step: str) -> Any:
         """A fresh 2-party yacl `link.Context` between this member and `peer`, for a sub-protocol that runs
@@ -292,6 +317,8 @@ class CommitteeSession:
         self._link = None
         self._side_links.clear()
         self._runtime = None
+        if self._identity is not None:   # the session key goes with the session
+            self._identity.close()
         if self._own_listener and self.listener is not None:
             self.listener.close()
             self.listener = None

@@ -2,17 +2,21 @@
 federation CA); the certificate's common name is the analyst's or station's name.
 
     method  path                          who            what
-    POST    /tasks                        analyst        submit a task; the analyst becomes its requester
+    POST    /tasks                        analyst        submit a task signed by the analyst (its requester)
     GET     /tasks                        analyst        the analyst's own tasks
     GET     /tasks/{id}                   requester, its stations and recipients: state, reason, progress
     GET     /station/tasks?wait=S         station        long poll: tasks newly addressed to this station
-    POST    /tasks/{id}/report            station        the station's state, reason, progress, endpoint
+    POST    /tasks/{id}/report            station        the station's state, reason, progress, endpoint, and
+                                                         the head of its audit log (kept as an anchor)
+    GET     /station/anchor               station        the newest audit head this station reported
     POST    /tasks/{id}/cancel            requester      give up: the task fails with the requester's reason
     PUT     /tasks/{id}/results/{r}/{n}   station        a result sealed to recipient r (the hub cannot open it)
     GET     /tasks/{id}/results           recipient      the sealed results addressed to the caller
 
 The hub never receives data, shares, keys or results: analyses deliver results to their recipients
-directly (in the MPC session) or sealed to the recipient.
+directly (in the MPC session) or sealed to the recipient. A sealed result is stored once and never replaced.
+Request bodies are read with a limit (`BodyLimit`): 1 MiB for every call except a sealed result (256 MiB),
+and a larger body is refused before it is read.
 """
 
 from __future__ import annotations
@@ -25,19 +29,29 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from prana.hub.store import STATION_STATES, Store
+from prana.errors import PranaError
+from prana.hub.store import STATION_STATES, DuplicateTask, Store
+from prana.signed import NAME, TASK_ID, open_task, parse_task
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_BODY = 1024 * 1024
+MAX_RESULT = 256 * 1024 * 1024
 
 
 class TaskSubmit(BaseModel):
+    """A task as its requester signed it (see `prana.signed`)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    analysis: str = Field(pattern=NAME)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    stations: dict[str, str] = Field(min_length=1, description="station name -> dataset name")
-    recipients: list[str] = Field(min_length=1)
-    timeout: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
+    body: str = Field(max_length=256 * 1024)
+    signature: str = Field(max_length=512)
+    certificate: str = Field(max_length=16 * 1024)
+
+
+class AuditHead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class StationReport(BaseModel):
@@ -47,6 +61,7 @@ class StationReport(BaseModel):
     reason: str = Field(default="", max_length=1000)
     progress: dict[str, Any] | None = None
     endpoint: str | None = Field(default=None, max_length=256)
+    audit_head: AuditHead | None = None
 
 
 class CancelRequest(BaseModel):
@@ -56,16 +71,75 @@ class CancelRequest(BaseModel):
 
 
 def peer(request: Request) -> str:
-    """The caller's certificate name (set per TLS connection by prana.hub.server); refuse if absent."""
-    name = request.scope.get("state", {}).get("peer")
+    """The caller's certificate name (set per TLS connection by prana.hub.server); refuse if absent or
+    revoked."""
+    state = request.scope.get("state", {})
+    if state.get("refusal"):
+        raise HTTPException(403, str(state["refusal"]))
+    name = state.get("peer")
     if not name:
         raise HTTPException(401, "a client certificate from the federation CA is required")
     return str(name)
 
 
-def create_app(store: Store, *, known: set[str] | None = None, expire_every: float = 1.0) -> FastAPI:
-    """The API over `store`. `known`: names allowed to act as stations (the federation's parties)."""
+class BodyLimit:
+    """ASGI middleware: refuse a request body over its limit (413) before reading past the limit. The limit is
+    MAX_RESULT for PUT of a sealed result and MAX_BODY for everything else; a declared Content-Length over it
+    is refused before any byte of the body is read."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_RESULT if scope["method"] == "PUT" and "/results/" in scope["path"] else MAX_BODY
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen, refused = 0, False
+
+        async def limited() -> dict:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:            # answer now; the app sees a client that went away
+                    refused = True
+                    await _too_large(send, limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: dict) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:  # noqa: BLE001 - the app may fail on the disconnect it was shown
+            if not refused:
+                raise
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = ('{"detail":"the request body is larger than %d bytes"}' % limit).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(store: Store, *, known: set[str] | None = None, federation: Any = None,
+               expire_every: float = 1.0) -> FastAPI:
+    """The API over `store`. `known`: names allowed to act as stations (the federation's parties); with
+    `federation`, a submitted task's signature is checked before it is stored (the stations check it again:
+    they do not trust the hub)."""
     app = FastAPI(title="prana hub", version="1")
+    app.add_middleware(BodyLimit)
 
     async def expire_loop() -> None:
         while True:
@@ -84,15 +158,23 @@ def create_app(store: Store, *, known: set[str] | None = None, expire_every: flo
         return name == task["requester"] or name in task["stations"] or name in task["recipients"]
 
     @app.post("/tasks", status_code=201)
-    async def submit(body: TaskSubmit, request: Request) -> dict[str, Any]:
+    async def submit(envelope: TaskSubmit, request: Request) -> dict[str, Any]:
         requester = peer(request)
+        signed = envelope.model_dump()
+        try:
+            _, body = open_task(federation, signed) if federation is not None else parse_task(signed)
+        except PranaError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if body.requester != requester:
+            raise HTTPException(403, f"{requester} cannot submit a task signed as {body.requester!r}")
         if known is not None:
             unknown = [name for name in body.stations if name not in known]
             if unknown:
                 raise HTTPException(422, f"there is no station {unknown[0]!r} in this federation")
-        return await asyncio.to_thread(store.create, analysis=body.analysis, requester=requester,
-                                       parameters=body.parameters, stations=body.stations,
-                                       recipients=body.recipients, timeout=body.timeout)
+        try:
+            return await asyncio.to_thread(store.create, signed)
+        except DuplicateTask:
+            raise HTTPException(409, "this signed task was submitted already (a replay)") from None
 
     @app.get("/tasks")
     async def mine(request: Request) -> list[dict[str, Any]]:
@@ -128,12 +210,23 @@ def create_app(store: Store, *, known: set[str] | None = None, expire_every: flo
     @app.put("/tasks/{task_id}/results/{recipient}/{name}", status_code=204)
     async def put_result(task_id: str, recipient: str, name: str, request: Request) -> None:
         sender = peer(request)
-        sealed = await request.body()
-        if len(sealed) > 256 * 1024 * 1024 or not re.fullmatch(NAME, name):
-            raise HTTPException(422, "a result needs a plain name and at most 256 MiB")
+        if not re.fullmatch(NAME, name) or not TASK_ID.match(task_id):
+            raise HTTPException(422, "a result needs a task id and a plain name")
+        sealed = await request.body()          # read under BodyLimit
         stored = await asyncio.to_thread(store.put_result, task_id, sender, recipient, name, sealed)
-        if not stored:
+        if stored == "forbidden":
             raise HTTPException(403, f"{sender} cannot deliver results of task {task_id} to {recipient}")
+        if stored == "exists":
+            raise HTTPException(409, f"result {name!r} of task {task_id} for {recipient} was delivered already; "
+                                     "a result is never replaced")
+
+    @app.get("/station/anchor")
+    async def anchor(request: Request) -> dict[str, Any]:
+        station = peer(request)
+        kept = await asyncio.to_thread(store.anchor, station)
+        if kept is None:
+            raise HTTPException(404, f"the hub holds no audit anchor of {station}")
+        return kept
 
     @app.get("/tasks/{task_id}/results")
     async def get_results(task_id: str, request: Request) -> list[dict[str, Any]]:
@@ -151,6 +244,8 @@ def create_app(store: Store, *, known: set[str] | None = None, expire_every: flo
                                        progress=body.progress, endpoint=body.endpoint)
         if task is None:
             raise HTTPException(404, f"task {task_id} has no station {station}")
+        if body.audit_head is not None:
+            await asyncio.to_thread(store.record_anchor, station, body.audit_head.seq, body.audit_head.hash)
         return task
 
     return app

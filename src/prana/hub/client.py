@@ -16,22 +16,33 @@ import httpx
 
 from prana.config import Federation
 from prana.errors import ConfigError, PeerAborted, PeerTimeout, PolicyViolation, PranaError, ProtocolError
+from prana.pki import FederationContext, apply_revocation
 
 TERMINAL = ("done", "failed", "refused")
 
 
 class Client:
+    """Talks to the hub as `me` (a party, or a user from `prana federation add-user`).
+
+    The hub must present the certificate of the federation party `hub_name` (and the URL's host must be in
+    it): a co-located party with a valid certificate of its own cannot pose as the hub. A hub certificate on
+    the federation's revocation list is refused too.
+    """
+
     def __init__(self, hub: str, *, federation: str | Path | Federation, me: str,
                  certificate: str | Path | None = None, private_key: str | Path | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, hub_name: str = "hub") -> None:
         loaded = federation if isinstance(federation, Federation) else Federation.load(federation)
         if certificate is None:
-            certificate, private_key = loaded.certificate_path(me), loaded.private_key_path(me)
+            certificate, private_key = loaded.identity(me)
         if not Path(certificate).is_file() or not Path(str(private_key)).is_file():
             raise ConfigError(f"the certificate or key of {me!r} is missing")
-        self.hub, self.me = hub.rstrip("/"), me
+        loaded.party(hub_name)
+        self.hub, self.me, self.hub_name = hub.rstrip("/"), me, hub_name
+        self.federation = loaded
         self._key = str(private_key)
-        context = ssl.create_default_context(cafile=str(loaded.ca_path))
+        self._certificate = str(certificate)
+        context = _hub_context(loaded, self.hub, hub_name)
         try:
             context.load_cert_chain(str(certificate), str(private_key))
         except (OSError, ssl.SSLError) as exc:
@@ -73,9 +84,23 @@ class Client:
 
     def submit(self, analysis: str, *, stations: dict[str, str], recipients: list[str],
                parameters: dict[str, Any] | None = None, timeout: float = 600.0) -> dict[str, Any]:
-        return self._call("POST", "/tasks", json={"analysis": analysis, "stations": stations,
-                                                  "recipients": recipients, "parameters": parameters or {},
-                                                  "timeout": timeout})
+        """Sign the task with my key (`prana.signed`) and submit it; the stations act on the signed content."""
+        from prana.signed import make_task
+
+        envelope = make_task(Path(self._key).read_bytes(), Path(self._certificate).read_bytes(),
+                             analysis=analysis, requester=self.me, parameters=parameters or {},
+                             stations=stations, recipients=recipients, timeout=timeout)
+        return self._call("POST", "/tasks", json=envelope)
+
+    def signed_task(self, task_id: str) -> Any:
+        """The body of my own task as I signed it, after checking that the hub kept it unchanged."""
+        from prana.signed import open_task
+
+        task = self.status(task_id)
+        checked_id, body = open_task(self.federation, task.get("envelope"), fresh=False)
+        if checked_id != task_id or body.requester != self.me:
+            raise ProtocolError(f"the hub shows task {task_id} with content that I did not sign", peer="hub")
+        return body
 
     def status(self, task_id: str) -> dict[str, Any]:
         return self._call("GET", f"/tasks/{task_id}")
@@ -112,15 +137,30 @@ class Client:
         return self._call("POST", f"/tasks/{task_id}/cancel", json={"reason": reason[:1000]})
 
     def results(self, task_id: str) -> dict[str, bytes]:
-        """The results of `task_id` addressed to me, opened with my private key."""
+        """The results of `task_id` addressed to me, opened with my key and checked against their senders'
+        signatures, by name."""
+        return {result.name: result.payload for result in self.signed_results(task_id)}
+
+    def signed_results(self, task_id: str) -> list[Any]:
+        """The results of `task_id` addressed to me, each opened with my private key and verified: signed by
+        the station the hub names as its sender, for this task, for me, under this name
+        (`prana.signed.Result`). One result that fails any check fails the whole call."""
         import base64
 
         from prana.hub.sealing import unseal
+        from prana.signed import check_task_id, open_result
 
+        check_task_id(task_id)
         rows = self._call("GET", f"/tasks/{task_id}/results")
         key = Path(self._key).read_bytes()
-        return {row["name"]: unseal(key, base64.b64decode(row["sealed"]), context=f"{task_id}/{row['name']}".encode())
-                for row in rows}
+        opened = []
+        for row in rows:
+            name, sender = str(row["name"]), str(row["sender"])
+            data = unseal(key, base64.b64decode(row["sealed"]), context=f"{task_id}/{name}".encode())
+            certificate = self.federation.certificate_of(sender).read_bytes()
+            opened.append(open_result(self.federation, data, task=task_id, recipient=self.me, name=name,
+                                      sender=sender, certificate_pem=certificate))
+        return opened
 
     # -- stations ---------------------------------------------------------------------------------------------
 
@@ -128,20 +168,33 @@ class Client:
         return self._call("GET", "/station/tasks", params={"wait": wait}, timeout=wait + 15)
 
     def deliver(self, task_id: str, recipient: str, name: str, payload: bytes, certificate_pem: bytes) -> None:
-        """Seal `payload` to the recipient's certificate and leave it at the hub."""
+        """Sign `payload` as mine (task, sender, recipient, name), seal it to the recipient's certificate, and
+        leave it at the hub, which stores it once and never replaces it."""
         from prana.hub.sealing import seal
+        from prana.signed import check_task_id, pack_result
 
-        sealed = seal(certificate_pem, payload, context=f"{task_id}/{name}".encode())
+        check_task_id(task_id)
+        signed = pack_result(Path(self._key).read_bytes(), task=task_id, sender=self.me, recipient=recipient,
+                             name=name, payload=payload)
+        sealed = seal(certificate_pem, signed, context=f"{task_id}/{name}".encode())
         self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
 
+    def anchor(self) -> dict[str, Any]:
+        """The newest head of my audit log that the hub holds (a station's anchor against truncation)."""
+        return self._call("GET", "/station/anchor")
+
     def report(self, task_id: str, state: str, *, reason: str = "", progress: dict[str, Any] | None = None,
-               endpoint: str | None = None, retry_for: float = 120.0) -> dict[str, Any]:
-        """Report a station's state; while the hub is unreachable (a restart), retry for `retry_for` seconds."""
+               endpoint: str | None = None, audit_head: tuple[int, str] | None = None,
+               retry_for: float = 120.0) -> dict[str, Any]:
+        """Report a station's state (and the head of its audit log, which the hub keeps as an anchor); while
+        the hub is unreachable (a restart), retry for `retry_for` seconds."""
         body: dict[str, Any] = {"state": state, "reason": reason}
         if progress is not None:
             body["progress"] = progress
         if endpoint is not None:
             body["endpoint"] = endpoint
+        if audit_head is not None:
+            body["audit_head"] = {"seq": audit_head[0], "hash": audit_head[1]}
         deadline = time.monotonic() + retry_for
         while True:
             try:
@@ -150,6 +203,48 @@ class Client:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
+
+
+class _HubContext(FederationContext):
+    """The client's TLS context: after each handshake (before any request is sent) the server's certificate
+    must name the hub party; httpx turns the refusal into a ConnectError with this sentence."""
+
+    hub_name = "hub"
+    hub_address = ""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        name = ""
+        for rdn in (wrapped.getpeercert() or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    name = str(value)
+        if name != self.hub_name:
+            wrapped.close()
+            raise _NotTheHub(f"the server at {self.hub_address} presented the certificate of {name!r}, "
+                             f"not of the hub {self.hub_name!r}")
+        return wrapped
+
+
+class _NotTheHub(ssl.SSLError):
+    """The server's certificate is valid under the federation CA but belongs to another party."""
+
+    def __str__(self) -> str:          # ssl.SSLError would print the tuple of its arguments
+        return str(self.args[0]) if self.args else "the server is not the hub"
+
+
+def _hub_context(federation: Federation, hub: str, hub_name: str) -> _HubContext:
+    context = _HubContext(ssl.PROTOCOL_TLS_CLIENT)       # verifies the chain and the URL's host
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.hub_name = hub_name
+    url = httpx.URL(hub)
+    context.hub_address = f"{url.host}:{url.port or 443}"
+    try:
+        context.load_verify_locations(cafile=str(federation.ca_path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA certificate {federation.ca_path}: {exc}") from None
+    apply_revocation(context, federation)
+    return context
 
 
 def _reason(exc: BaseException) -> str:

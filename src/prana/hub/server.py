@@ -2,7 +2,10 @@
 
 uvicorn verifies the client certificate against the federation CA (CERT_REQUIRED): a request without a
 valid certificate never reaches the API. `IdentifiedH11` copies the certificate's common name into the
-ASGI scope's state of every request on that connection, where `prana.hub.app.peer` reads it.
+ASGI scope's state of every request on that connection, where `prana.hub.app.peer` reads it. Bound to a
+federation (`identified(federation)`), it also checks the certificate's serial against the federation's
+crl.pem before every request: a revoked caller gets no name, only the refusal sentence (403), and a
+revocation takes effect at once, on open connections too, without restarting the hub.
 """
 
 from __future__ import annotations
@@ -15,21 +18,50 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from prana.config import Federation
+from prana.errors import ConfigError
 from prana.hub.app import create_app
 from prana.hub.store import Store
+from prana.pki import load_revoked, revoked_sentence, serial_of
 
 
 class IdentifiedH11(H11Protocol):
+    """HTTP/1.1 that knows the caller's certificate name; with `federation` set, it refuses revoked ones."""
+
+    federation: Federation | None = None
+
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         ssl_object = transport.get_extra_info("ssl_object")
-        name = ""
+        self._peer_name, self._peer_serial = "", None
         if ssl_object is not None:
             for rdn in (ssl_object.getpeercert() or {}).get("subject", ()):
                 for key, value in rdn:
                     if key == "commonName":
-                        name = value
-        self.app_state = {**self.app_state, "peer": name}
+                        self._peer_name = value
+            der = ssl_object.getpeercert(binary_form=True)
+            if der:
+                self._peer_serial = serial_of(der)
+        self._identify()
         super().connection_made(transport)
+
+    def handle_events(self) -> None:
+        self._identify()          # before each request: a revocation applies to connections already open
+        super().handle_events()
+
+    def _identify(self) -> None:
+        state = {key: value for key, value in self.app_state.items() if key != "refusal"}
+        state["peer"] = self._peer_name
+        if self.federation is not None and self._peer_serial is not None:
+            try:
+                if self._peer_serial in load_revoked(self.federation):
+                    state.update(peer="", refusal=revoked_sentence(self.federation, self._peer_name))
+            except ConfigError as exc:        # an unreadable revocation list: refuse everyone, with the reason
+                state.update(peer="", refusal=str(exc))
+        self.app_state = state
+
+
+def identified(federation: Federation) -> type[IdentifiedH11]:
+    """The `http` protocol class for uvicorn that refuses certificates revoked in `federation`."""
+    return type("IdentifiedH11", (IdentifiedH11,), {"federation": federation})
 
 
 def hub_config(federation: Federation, me: str, *, database: str | None, state_dir: Path, port: int | None = None,
@@ -37,13 +69,13 @@ def hub_config(federation: Federation, me: str, *, database: str | None, state_d
     state_dir.mkdir(parents=True, exist_ok=True)
     log_level = app_options.pop("log_level", "warning")
     store = Store(database or f"sqlite:///{state_dir / 'hub.db'}")
-    app = create_app(store, known=set(federation.parties), **app_options)
+    app = create_app(store, known=set(federation.parties), federation=federation, **app_options)
     address = federation.party(me).address
     return uvicorn.Config(app, host=host or address.rpartition(":")[0], port=port or int(address.rpartition(":")[2]),
                           ssl_certfile=str(federation.certificate_path(me)),
                           ssl_keyfile=str(federation.private_key_path(me)),
                           ssl_ca_certs=str(federation.ca_path), ssl_cert_reqs=ssl.CERT_REQUIRED,
-                          http=IdentifiedH11, log_level=log_level, access_log=False, lifespan="on")
+                          http=identified(federation), log_level=log_level, access_log=False, lifespan="on")
 
 
 def serve_hub(federation: Federation, me: str, *, database: str | None, state_dir: Path, **options: Any) -> None:

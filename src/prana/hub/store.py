@@ -4,18 +4,24 @@ SQLite (a file in the hub's state folder) is the embedded default; a PostgreSQL 
 code. Every change is committed before the API answers, so a hub restart loses no task.
 
 The hub stores what analysts ask and what stations report: names, parameters, states, reasons and
-progress. It never stores data, shares, keys or results in the clear.
+progress. It never stores data, shares, keys or results in the clear. A task is stored as its requester
+signed it (`prana.signed`): its id is the hash of the signed content, and the stations act on that content
+alone, so a hub that edits a row here changes nothing a station does. Sealed results are written once and
+never replaced. Each station's audit-log head (the last entry's seq and hash, reported with every report) is
+kept as an anchor against which the station's log can be checked for truncation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, LargeBinary, String, Text, create_engine, event, select
+from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from prana.signed import parse_task
 
 TERMINAL = ("done", "failed", "refused")
 STATION_STATES = ("submitted", "received", "awaiting-approval", "approved", "running", "done", "failed", "refused")
@@ -42,6 +48,7 @@ class Task(Base):
     created: Mapped[float] = mapped_column(Float, default=now)
     updated: Mapped[float] = mapped_column(Float, default=now)
     deadline: Mapped[float] = mapped_column(Float)
+    envelope: Mapped[str] = mapped_column(Text, default="{}")     # the requester's signed task (prana.signed)
     parts: Mapped[list["TaskStation"]] = relationship(back_populates="task", cascade="all, delete-orphan",
                                                        order_by="TaskStation.station")
 
@@ -49,7 +56,8 @@ class Task(Base):
         return {"id": self.id, "analysis": self.analysis, "requester": self.requester,
                 "parameters": json.loads(self.parameters), "recipients": json.loads(self.recipients),
                 "state": self.state, "reason": self.reason, "created": self.created, "updated": self.updated,
-                "deadline": self.deadline, "stations": {part.station: part.view() for part in self.parts}}
+                "deadline": self.deadline, "stations": {part.station: part.view() for part in self.parts},
+                "envelope": json.loads(self.envelope)}
 
 
 class TaskStation(Base):
@@ -81,6 +89,21 @@ class SealedResult(Base):
     sender: Mapped[str] = mapped_column(String(64))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Anchor(Base):
+    """The latest audit-log head a station reported: (seq, hash) of its last entry."""
+
+    __tablename__ = "anchors"
+
+    station: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated: Mapped[float] = mapped_column(Float, default=now)
+
+
+class DuplicateTask(Exception):
+    """A task with this id (the same signed content) exists already."""
 
 
 def overall_state(parts: list[TaskStation]) -> tuple[str, str]:
@@ -115,16 +138,23 @@ class Store:
     def session(self) -> Session:
         return self.sessions()
 
-    def create(self, *, analysis: str, requester: str, parameters: dict[str, Any], stations: dict[str, str],
-               recipients: list[str], timeout: float) -> dict[str, Any]:
-        with self.session() as db, db.begin():
-            task = Task(id=secrets.token_hex(8), analysis=analysis, requester=requester,
-                        parameters=json.dumps(parameters), recipients=json.dumps(recipients),
-                        deadline=now() + timeout)
-            task.parts = [TaskStation(station=name, dataset=dataset) for name, dataset in sorted(stations.items())]
-            db.add(task)
-            db.flush()
-            return task.view()
+    def create(self, envelope: dict[str, str]) -> dict[str, Any]:
+        """Store a signed task (checked by the caller); its id is the hash of its signed content."""
+        task_id, body = parse_task(envelope)
+        try:
+            with self.session() as db, db.begin():
+                if db.get(Task, task_id) is not None:
+                    raise DuplicateTask(task_id)
+                task = Task(id=task_id, analysis=body.analysis, requester=body.requester,
+                            parameters=json.dumps(body.parameters), recipients=json.dumps(body.recipients),
+                            deadline=body.expires, envelope=json.dumps(envelope))
+                task.parts = [TaskStation(station=name, dataset=dataset)
+                              for name, dataset in sorted(body.stations.items())]
+                db.add(task)
+                db.flush()
+                return task.view()
+        except IntegrityError:
+            raise DuplicateTask(task_id) from None
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         with self.session() as db:
@@ -179,15 +209,36 @@ class Store:
                 task.state, task.reason, task.updated = "failed", f"{requester}: {reason}"[:1000], now()
             return task.view()
 
-    def put_result(self, task_id: str, sender: str, recipient: str, name: str, sealed: bytes) -> bool:
-        """Store a sealed result from one of the task's stations for one of its recipients."""
+    def put_result(self, task_id: str, sender: str, recipient: str, name: str, sealed: bytes) -> str:
+        """Store a sealed result from one of the task's stations for one of its recipients, once. Returns
+        "stored", "forbidden" (not a station or recipient of the task) or "exists" (never overwritten)."""
+        try:
+            with self.session() as db, db.begin():
+                task = db.get(Task, task_id)
+                if task is None or sender not in {part.station for part in task.parts} \
+                        or recipient not in json.loads(task.recipients):
+                    return "forbidden"
+                if db.get(SealedResult, (task_id, recipient, name)) is not None:
+                    return "exists"
+                db.add(SealedResult(task_id=task_id, recipient=recipient, name=name, sender=sender, sealed=sealed))
+                return "stored"
+        except IntegrityError:
+            return "exists"
+
+    def record_anchor(self, station: str, seq: int, digest: str) -> None:
+        """Keep the station's newest audit head. A head older than the one kept is ignored: the kept one is
+        what a truncated log is checked against."""
         with self.session() as db, db.begin():
-            task = db.get(Task, task_id)
-            if task is None or sender not in {part.station for part in task.parts} \
-                    or recipient not in json.loads(task.recipients):
-                return False
-            db.merge(SealedResult(task_id=task_id, recipient=recipient, name=name, sender=sender, sealed=sealed))
-            return True
+            anchor = db.get(Anchor, station)
+            if anchor is None:
+                db.add(Anchor(station=station, seq=seq, hash=digest))
+            elif seq > anchor.seq:
+                anchor.seq, anchor.hash, anchor.updated = seq, digest, now()
+
+    def anchor(self, station: str) -> dict[str, Any] | None:
+        with self.session() as db:
+            anchor = db.get(Anchor, station)
+            return None if anchor is None else {"seq": anchor.seq, "hash": anchor.hash, "updated": anchor.updated}
 
     def results(self, task_id: str, recipient: str) -> list[dict[str, Any]]:
         with self.session() as db:

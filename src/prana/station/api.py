@@ -22,7 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from prana.errors import ConfigError
-from prana.hub.server import IdentifiedH11
+from prana.hub.server import identified
 
 
 class Rejection(BaseModel):
@@ -83,7 +83,7 @@ def start_station_api(station: Any, address: str) -> uvicorn.Server:
     config = uvicorn.Config(create_station_app(station), host=host, port=int(port),
                             ssl_certfile=str(federation.certificate_path(me)),
                             ssl_keyfile=str(federation.private_key_path(me)), ssl_ca_certs=str(federation.ca_path),
-                            ssl_cert_reqs=ssl.CERT_REQUIRED, http=IdentifiedH11, log_level="warning",
+                            ssl_cert_reqs=ssl.CERT_REQUIRED, http=identified(federation), log_level="warning",
                             access_log=False)
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="prana-station-api", daemon=True).start()

@@ -30,6 +30,15 @@
     recipients = ["bank"]
     min_group_size = 1000
     approval = "manual"                       # or "auto"
+    peers = []                                # the stations this dataset may sit on a committee with
+
+    [incomes.compare]                         # per analysis: its own limits (see prana.analyses.*_policy)
+    min_anonymity = 1000
+    max_claims_per_task = 100
+
+`peers` is required for an analysis that puts the station on a committee with other stations (k-means): a
+rule without it sits on no committee, so neither a requester nor the hub can pair the dataset with a station
+it controls. The per-analysis tables are checked against the analysis's `Limits` when the station starts.
 
 Relative paths are relative to the file that names them.
 """
@@ -38,7 +47,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -96,6 +105,19 @@ class PolicyRule(BaseModel):
     recipients: list[str] = Field(default_factory=list)
     min_group_size: int = Field(default=10, ge=1)
     approval: Literal["auto", "manual"] = "manual"
+    peers: list[str] | None = None
+    limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _analysis_tables(cls, raw: Any) -> Any:
+        """`[<dataset>.<analysis>]` sub-tables become `limits[<analysis>]`."""
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            tables = {key: raw.pop(key) for key in list(raw) if isinstance(raw[key], dict) and key != "limits"}
+            if tables:
+                raw["limits"] = {**raw.get("limits", {}), **tables}
+        return raw
 
 
 class StationConfig(BaseModel):

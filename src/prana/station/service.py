@@ -1,9 +1,25 @@
-"""The station: one per organisation. It pulls tasks addressed to it from the hub, checks its policy before
-anything leaves, waits for a person's approval when the policy says so, runs the analysis, and writes every
-event that crosses its boundary to its hash-chained audit log.
+"""The station: one per organisation. It pulls tasks addressed to it from the hub, checks that each task is
+the one its requester signed, checks its policy before anything leaves, waits for a person's approval when
+the policy says so, runs the analysis, and writes every event that crosses its boundary to its hash-chained
+audit log.
 
 A station opens every connection itself (to the hub, by long poll); only when it serves in an MPC committee
 does it accept the engine's mutual-TLS links, on a port it announces through the hub for that task.
+
+The hub is not trusted: a task is acted on only as its requester signed it (`prana.signed.open_task`: the
+signature, the requester's certificate under the federation CA and not revoked, the id, the deadline), and
+only once (a replayed task is refused). The committee is the signed task's; the policy judges it (`peers`)
+and the analysis's own limits judge the parameters (`prana.analyses.registry.policy_role`), before any
+approval is asked.
+
+Per task, in the audit log: task-received, then either task-refused / policy-refused / rejected / expired,
+or approved, sharing (written *before* any share leaves: to whom), the analysis's own entries (shares-sent,
+output-sent, ...) and task-done or task-failed. Every report to the hub carries the log's head, which the hub
+keeps as an anchor (`prana station audit --verify --hub`).
+
+Work files: each task gets a scratch folder `<state>/work/<task>` (0700; the station runs with umask 077),
+removed with everything in it when the task ends, however it ends; a station that was killed removes the
+leftovers when it starts again. What the station keeps on purpose goes to `<state>/tasks/<task>`.
 
 Approvals: a task that needs one waits in `<state>/approvals/<task>.json`; `prana station approve|reject`
 (or `Approvals.decide`) writes the decision there, and the station picks it up.
@@ -12,6 +28,8 @@ Approvals: a task that needs one waits in `<state>/approvals/<task>.json`; `pran
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 import traceback
@@ -20,12 +38,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+from pydantic import ValidationError
 
-from prana.analyses.registry import run_at_station, station_role
+from prana.analyses.registry import policy_role, run_at_station, station_role
 from prana.config import Federation
-from prana.errors import ConfigError, PolicyViolation, PranaError
+from prana.errors import ConfigError, InputValidationError, MalformedMessage, PolicyViolation, PranaError
 from prana.hub.client import Client
+from prana.signed import check_task_id, open_task
 from prana.station.audit import AuditLog
+from prana.station.budget import Budget
 from prana.station.config import StationConfig
 from prana.station.datasets import load_dataset
 from prana.station.policy import TaskRequest, check
@@ -39,13 +60,12 @@ class Approvals:
         directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, task_id: str) -> Path:
-        if not task_id.isalnum():
-            raise ConfigError(f"{task_id!r} is not a task id")
-        return self.directory / f"{task_id}.json"
+        return self.directory / f"{check_task_id(task_id)}.json"
 
-    def request(self, task: dict[str, Any]) -> None:
+    def request(self, task: dict[str, Any], summary: list[tuple[str, str]]) -> None:
         record = {"task": task["id"], "analysis": task["analysis"], "requester": task["requester"],
                   "dataset": task["dataset"], "recipients": task["recipients"], "parameters": task["parameters"],
+                  "summary": [list(line) for line in summary], "deadline": task["deadline"],
                   "decision": "pending", "reason": "", "requested": time.time()}
         self._write(task["id"], record)
 
@@ -65,6 +85,8 @@ class Approvals:
         record = json.loads(path.read_text())
         if record["decision"] != "pending":
             raise ConfigError(f"task {task_id} was already {record['decision']}")
+        if record.get("deadline") and time.time() > record["deadline"]:
+            raise ConfigError(f"task {task_id} has expired; it can no longer be {decision}")
         record.update(decision=decision, reason=reason, decided=time.time())
         self._write(task_id, record)
         return record
@@ -82,37 +104,44 @@ class _Context:
     federation: Federation
     me: str
     workdir: Path
+    outputs: Path
     deadline: float
     min_group_size: int = 1
+    limits: dict[str, Any] = field(default_factory=dict)
 
     def dataset(self, name: str) -> pd.DataFrame:
         return load_dataset(self.station.config, name)
 
     def progress(self, step: str, done: int = 0, total: int = 0) -> None:
-        self.station.client.report(self.task["id"], "running", progress={"step": step, "done": done, "total": total})
+        self.station.report(self.task, "running", progress={"step": step, "done": done, "total": total})
 
     def ended(self) -> bool:
         """True once the task has ended at the hub (cancelled by the requester, or past its deadline)."""
+        if time.time() > self.deadline:
+            return True
         try:
             return self.station.client.status(self.task["id"])["state"] in ("done", "failed", "refused")
         except PranaError:
             return False
 
     def running(self, endpoint: str | None = None) -> None:
-        self.station.client.report(self.task["id"], "running", endpoint=endpoint)
+        self.station.report(self.task, "running", endpoint=endpoint)
 
     def endpoints(self) -> dict[str, str]:
         """The engine endpoints that the task's stations have announced so far, by station."""
         stations = self.station.client.status(self.task["id"])["stations"]
-        return {name: part["endpoint"] for name, part in stations.items() if part.get("endpoint")}
+        return {name: part["endpoint"] for name, part in stations.items()
+                if part.get("endpoint") and name in self.task["stations"]}
 
     def deliver(self, recipient: str, name: str, payload: bytes) -> None:
-        """Seal `payload` to `recipient`'s certificate and leave it at the hub (which sees only ciphertext)."""
-        path = (self.federation.certificate_path(recipient) if recipient in self.federation.parties
-                else self.federation.root / "users" / f"{recipient}.pem")    # analysts: `federation add-user`
-        if not path.is_file():
-            raise ConfigError(f"station {self.me} has no certificate of recipient {recipient!r} to seal results to")
-        certificate = path.read_bytes()
+        """Sign `payload` as this station's, seal it to `recipient`'s certificate, and leave it at the hub
+        (which sees only ciphertext and cannot replace it)."""
+        if recipient not in self.task["recipients"]:
+            raise ConfigError(f"{recipient!r} is not a recipient of task {self.task['id']}")
+        if recipient == self.task["requester"] and self.task.get("requester_certificate"):
+            certificate = self.task["requester_certificate"].encode()    # checked with the task's signature
+        else:
+            certificate = self.federation.certificate_of(recipient).read_bytes()
         self.station.client.deliver(self.task["id"], recipient, name, payload, certificate)
 
     def record(self, event: str, *, kind: str = "none", shape: list[int] | None = None, recipient: str = "",
@@ -137,14 +166,40 @@ class Station:
         state.mkdir(parents=True, exist_ok=True)
         self.audit = AuditLog(state / "audit.jsonl")
         self.approvals = Approvals(state / "approvals")
+        self.budget = Budget(state / "budget.json")
+        self.seen = state / "seen"
+        self.scratch = state / "work"
+        self._limits: dict[tuple[str, str], Any] = {}
+        for dataset, rule in self.config.rules.items():      # a typo in a limits table stops the start
+            for analysis, table in rule.limits.items():
+                try:
+                    self._limits[(dataset, analysis)] = policy_role(analysis).Limits.model_validate(table)
+                except ConfigError:
+                    raise ConfigError(f"the policy of dataset {dataset!r} has limits for {analysis!r}, which is "
+                                      "not an analysis") from None
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(part) for part in first["loc"]) or analysis
+                    raise ConfigError(f"the policy of dataset {dataset!r}, table [{dataset}.{analysis}]: {where}: "
+                                      f"{first['msg']}") from None
         self._threads: list[threading.Thread] = []
 
     def audit_event(self, task: dict[str, Any], event: str, **fields: Any) -> None:
-        self.audit.append(event=event, task=task["id"], analysis=task["analysis"], requester=task["requester"],
-                          dataset=task.get("dataset", ""), **fields)
+        self.audit.append(event=event, task=str(task.get("id", ""))[:200], analysis=str(task.get("analysis", ""))[:200],
+                          requester=str(task.get("requester", ""))[:200], dataset=str(task.get("dataset", ""))[:200],
+                          **fields)
+
+    def report(self, task: dict[str, Any], state: str, **details: Any) -> dict[str, Any]:
+        """Report to the hub, with the audit log's head as its anchor."""
+        return self.client.report(task["id"], state, audit_head=self.audit.head(), **details)
 
     def run(self, stop: threading.Event | None = None, *, max_tasks: int | None = None) -> None:
-        """Poll the hub and handle tasks (each in its own thread) until `stop` is set."""
+        """Poll the hub and handle tasks (each in its own thread) until `stop` is set. Sets the process's umask
+        to 077 (every work file is private) and removes work folders that a killed station left behind."""
+        os.umask(0o077)
+        if self.scratch.is_dir():
+            for leftover in self.scratch.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
         stop = stop or threading.Event()
         handled = 0
         while not stop.is_set() and (max_tasks is None or handled < max_tasks):
@@ -162,39 +217,97 @@ class Station:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def handle(self, task: dict[str, Any]) -> None:
-        """One task from arrival to its end; never raises (every outcome is reported and audited)."""
-        self.audit_event(task, "task-received", recipient=",".join(task["recipients"]))
-        self.on_event("task", {"id": task["id"], "analysis": task["analysis"], "requester": task["requester"]})
+    # -- one task ---------------------------------------------------------------------------------------------
+
+    def authentic(self, offered: dict[str, Any]) -> dict[str, Any]:
+        """The task as its requester signed it, or MalformedMessage. Only the signed content counts; the hub's
+        copy of the fields is ignored. Each signed task is accepted once."""
+        task_id, body = open_task(self.federation, offered.get("envelope"))
+        if offered.get("id") != task_id:
+            raise MalformedMessage("the hub gave the task an id that does not match its signed content")
+        me = self.config.party
+        if me not in body.stations:
+            raise MalformedMessage(f"task {task_id} was not addressed to {me} by its requester")
+        self.seen.mkdir(parents=True, exist_ok=True)
         try:
-            station_role(task["analysis"])
-            decision = check(self.config, TaskRequest(task["analysis"], task["requester"], (task["dataset"],),
-                                                      tuple(task["recipients"])))
-        except (PolicyViolation, ConfigError) as exc:
-            self.audit_event(task, "policy-refused", outcome=str(exc))
+            os.close(os.open(self.seen / task_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise MalformedMessage(f"task {task_id} was handled here before (a replay)") from None
+        return {"id": task_id, "analysis": body.analysis, "requester": body.requester,
+                "parameters": body.parameters, "stations": dict(body.stations), "recipients": list(body.recipients),
+                "dataset": body.stations[me], "deadline": body.expires,
+                "requester_certificate": offered["envelope"]["certificate"]}
+
+    def judge(self, task: dict[str, Any]) -> tuple[Any, dict[str, Any], list[tuple[str, str]]]:
+        """The policy's decision, the limits the session must enforce, and the approver's summary."""
+        station_role(task["analysis"])
+        role = policy_role(task["analysis"])
+        peers = tuple(sorted(name for name in task["stations"] if name != self.config.party))
+        decision = check(self.config, TaskRequest(task["analysis"], task["requester"], (task["dataset"],),
+                                                  tuple(task["recipients"]), peers=peers))
+        key = (task["dataset"], task["analysis"])
+        limits = self._limits.get(key) or role.Limits()
+        admitted = role.admit(limits, task, self.budget)
+        return decision, admitted, role.summary(task)
+
+    def handle(self, offered: dict[str, Any]) -> None:
+        """One task from arrival to its end; never raises (every outcome is reported and audited)."""
+        claimed = {key: offered.get(key, "") for key in ("id", "analysis", "requester", "dataset")}
+        self.audit_event(claimed, "task-received", recipient=",".join(map(str, offered.get("recipients", [])))[:200])
+        self.on_event("task", {"id": claimed["id"], "analysis": claimed["analysis"], "requester": claimed["requester"]})
+        try:
+            task = self.authentic(offered)
+        except (MalformedMessage, ConfigError) as exc:
+            self.audit_event(claimed, "task-refused", outcome=str(exc)[:500])
+            self._report(claimed, "refused", f"{self.config.party} refused the task: {exc}")
+            return
+        try:
+            decision, limits, summary = self.judge(task)
+        except (PolicyViolation, ConfigError, InputValidationError) as exc:
+            self.audit_event(task, "policy-refused", outcome=str(exc)[:500])
             self._report(task, "refused", str(exc))
             return
         if decision.approval == "manual":
-            self.approvals.request(task)
+            self.approvals.request(task, summary)
             self.audit_event(task, "awaiting-approval")
             self._report(task, "awaiting-approval")
             verdict = self._await_decision(task)
+            if verdict["decision"] == "expired":
+                self.audit_event(task, "expired", outcome="no decision before the task's deadline")
+                self._report(task, "failed", "no operator decided before the task's deadline")
+                return
             if verdict["decision"] != "approved":
                 reason = f"rejected by the operator of {self.config.party}" + \
                     (f": {verdict['reason']}" if verdict.get("reason") else "")
-                self.audit_event(task, "rejected", outcome=reason)
+                self.audit_event(task, "rejected", outcome=reason[:500])
                 self._report(task, "refused", reason)
                 return
+        try:
+            for charge in limits.pop("charges", []):
+                self.budget.charge(task["requester"], *charge)
+        except PolicyViolation as exc:
+            self.audit_event(task, "policy-refused", outcome=str(exc)[:500])
+            self._report(task, "refused", str(exc))
+            return
         self.audit_event(task, "approved", outcome=decision.approval)
         self._report(task, "approved")
-        workdir = self.config.state_path / "tasks" / task["id"]
-        workdir.mkdir(parents=True, exist_ok=True)
-        context = _Context(self, task, self.federation, self.config.party, workdir, task["deadline"],
-                           decision.min_group_size)
+        self._run(task, decision, limits)
+
+    def _run(self, task: dict[str, Any], decision: Any, limits: dict[str, Any]) -> None:
+        workdir = self.scratch / task["id"]
+        outputs = self.config.state_path / "tasks" / task["id"]
+        context = _Context(self, task, self.federation, self.config.party, workdir, outputs, task["deadline"],
+                           decision.min_group_size, limits)
+        committee = policy_role(task["analysis"]).committee(task)
+        self.audit_event(task, "sharing", kind="shares", recipient=",".join(name for name in committee
+                                                                          if name != self.config.party)[:200],
+                         outcome="shares of this dataset may now leave to these parties")
         try:
+            workdir.mkdir(parents=True, mode=0o700)
+            outputs.mkdir(parents=True, exist_ok=True, mode=0o700)
             outcome = run_at_station(context, task)
         except PranaError as exc:
-            self.audit_event(task, "task-failed", outcome=str(exc))
+            self.audit_event(task, "task-failed", outcome=str(exc)[:500])
             self._report(task, "failed", str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must still end the task, not hang it
@@ -203,7 +316,11 @@ class Station:
             self._report(task, "failed", f"internal error at {self.config.party}: {type(exc).__name__}: {first}")
             self.on_event("bug", {"trace": traceback.format_exc()})
             return
-        self.audit_event(task, "task-done", outcome=", ".join(f"{key} {value}" for key, value in outcome.items()))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if outputs.is_dir() and not any(outputs.iterdir()):
+                outputs.rmdir()
+        self.audit_event(task, "task-done", outcome=", ".join(f"{key} {value}" for key, value in outcome.items())[:500])
         self._report(task, "done")
 
     def _await_decision(self, task: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +333,6 @@ class Station:
 
     def _report(self, task: dict[str, Any], state: str, reason: str = "") -> None:
         try:
-            self.client.report(task["id"], state, reason=reason)
+            self.report(task, state, reason=reason[:1000])
         except PranaError as exc:
             self.on_event("hub-unreachable", {"error": str(exc)})
