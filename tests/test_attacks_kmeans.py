@@ -4,7 +4,6 @@ released centroid from another partition (4), the peer's column statistics in a 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 

@@ -195,7 +195,7 @@ def test_a_replaced_or_misattributed_sealed_result_is_detected(hub_only):
     from prana.analyses.kmeans_platform import collect
 
     federation, url, database = hub_only
-    researcher_pem = federation.certificate_path("researcher").read_bytes()
+    researcher_pem = federation.sealing_certificate_of("researcher").read_bytes()
     with Client(url, federation=federation, me="researcher") as researcher, \
             Client(url, federation=federation, me="alpha") as alpha, \
             Client(url, federation=federation, me="beta") as beta:

@@ -101,8 +101,11 @@ def test_sealed_results_reach_only_their_recipient(hub, tmp_path: Path):
     from prana.errors import MalformedMessage
     from prana.hub.sealing import seal, unseal
 
+    from prana.errors import ConfigError
+
     federation, url = hub
-    bank_pem = federation.certificate_path("bank").read_bytes()
+    bank_pem = federation.sealing_certificate_of("bank").read_bytes()
+    bank_key = federation.private_key_path("bank").with_name("bank-sealing-key.pem").read_bytes()
     with Client(url, federation=federation, me="bank") as bank, \
             Client(url, federation=federation, me="authority") as authority:
         task = bank.submit("kmeans", stations={"authority": "incomes"}, recipients=["bank"])
@@ -114,7 +117,10 @@ def test_sealed_results_reach_only_their_recipient(hub, tmp_path: Path):
     rows = sqlite3.connect(tmp_path / "hub" / "hub.db").execute("SELECT sealed FROM results").fetchall()
     assert rows and all(b"secret centroids" not in bytes(row[0]) for row in rows)   # the hub holds ciphertext only
     sealed = seal(bank_pem, b"x", context=b"t1/a")
+    assert unseal(bank_key, sealed, context=b"t1/a") == b"x"
     with pytest.raises(MalformedMessage, match="another task"):
-        unseal(federation.private_key_path("bank").read_bytes(), sealed, context=b"t2/a")
+        unseal(bank_key, sealed, context=b"t2/a")
     with pytest.raises(MalformedMessage, match="addressed to someone else"):
-        unseal(federation.private_key_path("authority").read_bytes(), sealed, context=b"t1/a")
+        unseal(federation.private_key_path("bank").read_bytes(), sealed, context=b"t1/a")   # the TLS key
+    with pytest.raises(ConfigError, match="sealing certificate"):
+        seal(federation.certificate_path("bank").read_bytes(), b"x", context=b"t1/a")      # never to a TLS key

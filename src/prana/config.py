@@ -128,7 +128,7 @@ class Federation(BaseModel):
         if not self.users_path.is_dir():
             return []
         return sorted(path.stem for path in self.users_path.glob("*.pem")
-                      if not path.stem.endswith("-key") and PARTY_NAME.match(path.stem))
+                      if not path.stem.endswith(("-key", "-sealing")) and PARTY_NAME.match(path.stem))
 
     def _unknown(self, name: str) -> ConfigError:
         parties = ", ".join(sorted(self.parties)) or "none"
@@ -145,6 +145,16 @@ class Federation(BaseModel):
             if path.is_file():
                 return path
         raise self._unknown(name)
+
+    def sealing_certificate_of(self, name: str) -> Path:
+        """The certificate that results for party or user `name` are sealed to (`prana.pki.sealing_pair`)."""
+        from prana.pki import KeyPair, sealing_pair
+
+        path = sealing_pair(KeyPair(self.certificate_of(name), Path("unused-key.pem"))).certificate
+        if not path.is_file():
+            raise ConfigError(f"{name!r} has no sealing certificate ({path}); federations made before sealing "
+                              "keys existed need their certificates issued again")
+        return path
 
     def identity(self, name: str) -> tuple[Path, Path]:
         """The certificate and private key that `name` (a party, or a user under users/) acts with."""

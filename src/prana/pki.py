@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from prana.errors import ConfigError
+from prana.files import write_private
 
 if TYPE_CHECKING:
     from prana.config import Federation
@@ -44,17 +45,6 @@ class KeyPair:
 
     certificate: Path
     private_key: Path
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret file that only its owner can read, without a window where it is world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
 
 
 def _write_public(path: Path, data: bytes) -> None:
@@ -92,7 +82,7 @@ def create_ca(directory: Path, federation_name: str) -> KeyPair:
         .sign(key, hashes.SHA256())
     )
     pair = KeyPair(directory / "ca.pem", directory / "ca-key.pem")
-    _write_private(pair.private_key, _key_pem(key))
+    write_private(pair.private_key, _key_pem(key))
     _write_public(pair.certificate, cert.public_bytes(serialization.Encoding.PEM))
     return pair
 
@@ -146,9 +136,61 @@ def issue_certificate(ca: KeyPair, directory: Path, name: str, hosts: list[str],
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     pair = KeyPair(directory / f"{name}.pem", directory / f"{name}-key.pem")
-    _write_private(pair.private_key, _key_pem(key))
+    write_private(pair.private_key, _key_pem(key))
     _write_public(pair.certificate, cert.public_bytes(serialization.Encoding.PEM))
+    _issue_sealing(ca_cert, ca_key, sealing_pair(pair), name)
     return pair
+
+
+# -- sealing keys -------------------------------------------------------------------------------------------
+
+SEALING_UNIT = "sealing"
+
+
+def sealing_pair(pair: KeyPair) -> KeyPair:
+    """The sealing key pair that belongs beside a TLS key pair: NAME-sealing.pem and NAME-sealing-key.pem.
+
+    Results are sealed to a party's or user's *sealing* certificate, never to its TLS certificate: the TLS
+    key is loaded by long-running services and signs, while the sealing key only opens results (ECDH). A
+    leaked TLS key then opens no stored result, and the sealing key can be kept offline by an analyst."""
+    key = pair.private_key
+    key_name = key.name[: -len("-key.pem")] + "-sealing-key.pem" if key.name.endswith("-key.pem") \
+        else key.stem + "-sealing" + key.suffix
+    return KeyPair(pair.certificate.with_name(pair.certificate.stem + "-sealing.pem"), key.with_name(key_name))
+
+
+def _issue_sealing(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, pair: KeyPair, name: str) -> None:
+    """A P-256 key for ECDH only (key usage: key agreement), certified by the CA for `name`."""
+    key = _new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, SEALING_UNIT)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, key_cert_sign=False, crl_sign=False,
+                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                     key_agreement=True, encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_private(pair.private_key, _key_pem(key))
+    _write_public(pair.certificate, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def is_sealing_certificate(certificate: x509.Certificate) -> bool:
+    """True for a certificate made by `_issue_sealing`: key agreement only, in the sealing unit."""
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    units = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return usage.key_agreement and not usage.digital_signature and [unit.value for unit in units] == [SEALING_UNIT]
 
 
 def create_federation(directory: Path, name: str, addresses: dict[str, str]) -> Path:

@@ -81,6 +81,7 @@ class TaskBody(BaseModel):
     created: float
     timeout: float = Field(gt=0, le=7 * 24 * 3600)
     nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    sealing_certificate: str = Field("", max_length=MAX_CERTIFICATE_BYTES)   # results for the requester
 
     @property
     def expires(self) -> float:
@@ -103,9 +104,11 @@ def sign(private_key_pem: bytes, data: bytes) -> bytes:
     return load_private_key(private_key_pem).sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def verified_certificate(federation: Any, pem: bytes | str, name: str, *, what: str) -> x509.Certificate:
+def verified_certificate(federation: Any, pem: bytes | str, name: str, *, what: str,
+                         sealing: bool = False) -> x509.Certificate:
     """The certificate in `pem`, after checking that the federation CA issued it, that it is valid now and not
-    revoked, and that it names `name`. Every failure is one MalformedMessage sentence about `what`."""
+    revoked, and that it names `name`; with `sealing`, that it is a sealing certificate, and without, that it
+    is not. Every failure is one MalformedMessage sentence about `what`."""
     data = pem.encode() if isinstance(pem, str) else pem
     if len(data) > MAX_CERTIFICATE_BYTES:
         raise MalformedMessage(f"{what} carries a certificate that is too large")
@@ -131,6 +134,11 @@ def verified_certificate(federation: Any, pem: bytes | str, name: str, *, what: 
                                f"not of {name!r}")
     if certificate.serial_number in _revoked(federation):
         raise MalformedMessage(f"{what} carries the certificate of {name!r}, which the federation has revoked")
+    from prana.pki import is_sealing_certificate
+
+    if is_sealing_certificate(certificate) != sealing:
+        kind = "a sealing certificate" if sealing else "a signing (TLS) certificate"
+        raise MalformedMessage(f"{what} carries a certificate of {name!r} that is not {kind}")
     return certificate
 
 
@@ -156,11 +164,12 @@ def check_signature(certificate: x509.Certificate, data: bytes, signature: bytes
 
 def make_task(private_key_pem: bytes, certificate_pem: bytes, *, analysis: str, requester: str,
               parameters: dict[str, Any], stations: dict[str, str], recipients: list[str],
-              timeout: float) -> dict[str, str]:
-    """A signed task envelope, ready to submit to the hub."""
+              timeout: float, sealing_certificate_pem: bytes = b"") -> dict[str, str]:
+    """A signed task envelope, ready to submit to the hub. The requester's sealing certificate goes inside
+    the signed content, so the hub cannot make a station seal the requester's results to another key."""
     body = TaskBody(analysis=analysis, requester=requester, parameters=parameters, stations=dict(stations),
                     recipients=list(recipients), created=time.time(), timeout=float(timeout),
-                    nonce=secrets.token_hex(16))
+                    nonce=secrets.token_hex(16), sealing_certificate=sealing_certificate_pem.decode())
     text = canonical(body.model_dump()).decode()
     return {"body": text, "signature": base64.b64encode(sign(private_key_pem, text.encode())).decode(),
             "certificate": certificate_pem.decode()}
@@ -195,6 +204,9 @@ def open_task(federation: Any, envelope: Any, *, now: float | None = None, fresh
     except ValueError:
         raise MalformedMessage(f"task {task_id} carries an unreadable signature") from None
     check_signature(certificate, envelope["body"].encode(), signature, what=f"task {task_id}")
+    if body.sealing_certificate:
+        verified_certificate(federation, body.sealing_certificate, body.requester, what=f"task {task_id}",
+                             sealing=True)
     moment = time.time() if now is None else now
     if not fresh:
         return task_id, body

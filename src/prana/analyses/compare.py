@@ -86,7 +86,8 @@ from prana.engine.session import CommitteeSession, Timeouts, new_session_id
 from prana.errors import (ConfigError, InputValidationError, MalformedMessage, PolicyViolation, PranaError,
                           ProtocolError)
 from prana.analyses import compare_buckets
-from prana.analyses.compare_buckets import TAG_MASK, hash_ids, locate, private_file  # noqa: F401 (re-exported)
+from prana.analyses.compare_buckets import TAG_MASK, hash_ids, locate  # noqa: F401 (re-exported)
+from prana.files import private_file
 from prana.analyses import tables
 
 ANALYSIS = "compare"

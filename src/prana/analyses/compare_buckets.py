@@ -35,9 +35,8 @@ import hmac
 import math
 import os
 import secrets
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -176,10 +175,3 @@ def source_secret(path: Path | str) -> bytes:
     return secret
 
 
-@contextmanager
-def private_file(path: Path) -> Iterator[BinaryIO]:
-    """Open `path` for writing, readable by this user only (0600 whatever the umask)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        yield handle

@@ -24,12 +24,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from prana.analyses.compare import (DEFAULT_ANONYMITY, Claims, Source, SourceTable, Verifier, load_source_table,
-                                    private_file)
+from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, Source, SourceTable, Verifier, load_source_table
 from prana.analyses.compare_buckets import fresh_secret, source_secret
 from prana.config import Federation
 from prana.engine.local import LocalCommittee, error_for, local_federation, run_isolated
 from prana.engine.session import Timeouts
+from prana.files import private_file
 from prana.errors import PranaError
 
 Events = Callable[[str, dict[str, Any]], None]

@@ -21,10 +21,8 @@ the clear, a label or a centroid. What each party learns is tabled in `prana.ana
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -33,6 +31,7 @@ from prana.analyses.kmeans_jobs import STEPS, Clustering, ProgressFile, Request,
 from prana.engine.channel import free_endpoint
 from prana.engine.local import LocalCommittee, error_for
 from prana.errors import ConfigError, MalformedMessage, PranaError
+from prana.files import write_private_csv
 
 ANALYSIS = "kmeans"
 RESULT_PREFIX = "kmeans."
@@ -52,7 +51,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     table = context.workdir / "data.csv"         # for the worker; removed after the run
     member = context.workdir / "member"
     try:
-        _write_private(table, _needed_columns(context.dataset(task["dataset"]), request))
+        write_private_csv(table, _needed_columns(context.dataset(task["dataset"]), request))
         endpoint = free_endpoint(context.federation.party(context.me).host)
         context.running(endpoint)
         context.progress("waiting for the other stations", 0, LAST)
@@ -71,7 +70,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     if error is not None:
         raise error
     labels = labels_frame(result, request.id_column)
-    _write_private(context.outputs / "labels.csv", labels)     # kept on purpose; the workdir is scratch
+    write_private_csv(context.outputs / "labels.csv", labels)     # kept on purpose; the workdir is scratch
     peers = [name for name in committee if name != context.me]
     for peer in peers:
         context.record("shares-sent", kind="shares", shape=[int(result["persons"]), int(result["width"])],
@@ -94,14 +93,6 @@ def _needed_columns(frame: pd.DataFrame, request: Request) -> pd.DataFrame:
         keep = [column for column in [request.id_column, *request.columns] if column is not None]
         return frame[[column for column in dict.fromkeys(keep) if column in frame.columns]]
     return frame
-
-
-def _write_private(path: Path, frame: pd.DataFrame) -> None:
-    """A CSV file readable by this user only (0600 from its creation, not after)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", newline="") as handle:
-        frame.to_csv(handle, index=False)
-    os.chmod(path, 0o600)
 
 
 def _await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:

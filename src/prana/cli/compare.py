@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from prana.analyses import compare_jobs
 from prana.analyses.compare import DEFAULT_ANONYMITY
@@ -39,6 +40,9 @@ def _event(event: str, details: dict[str, Any]) -> None:
         console.print(f"session {details['session']} with [bold]{details['peer']}[/]")
     elif event == "answered":
         console.print(f"  answered {details['claims']:,} claims for {details['peer']}")
+    elif event == "refused":
+        errors.print(f"[yellow]refused {escape(str(details.get('peer', 'a party')))}:[/] "
+                     f"{escape(str(details.get('reason', '')))}", soft_wrap=True)
     elif event == "failed":
         errors.print(f"[red]session with {details['peer']} failed:[/] {details['error']}", soft_wrap=True)
 
@@ -50,11 +54,20 @@ def serve(federation: Path = FEDERATION, me: str = AS_PARTY,
           decimals: int = DECIMALS,
           sessions: Optional[int] = typer.Option(None, "--sessions", min=1, help="Stop after this many sessions "
                                                                                   "(default: serve until stopped)."),
+          verifier: Optional[str] = typer.Option(None, "--verifier", help="Answer only this party (default: any "
+                                                 "party of the federation that opens a session)."),
+          max_claims: Optional[int] = typer.Option(None, "--max-claims", min=1, help="Answer at most this many "
+                                                   "claims per session; the next one ends the session."),
+          secret_file: Optional[Path] = typer.Option(None, "--secret-file", help="The key of the buckets' salt "
+                                                     "(made 0600 if missing). Keep it to keep the same anonymity "
+                                                     "sets across runs over the same persons; without it, every "
+                                                     "run makes new ones."),
           connect_timeout: float = CONNECT, step_timeout: float = STEP) -> None:
     """Be the source: keep the table loaded and answer verifiers' sessions until stopped (Ctrl-C)."""
     served = compare_jobs.serve(federation, me, table, id_column=id_column, value_column=value_column,
                                 anonymity=anonymity, decimals=decimals, sessions=sessions,
-                                timeouts=Timeouts(connect_timeout, step_timeout), on_event=_event)
+                                timeouts=Timeouts(connect_timeout, step_timeout), on_event=_event,
+                                verifier=verifier, max_claims=max_claims, secret_file=secret_file)
     console.print(f"served {served} session(s)")
 
 

@@ -81,13 +81,13 @@ def federation_init(
             raise ConfigError(f"--address {item!r} must be NAME=HOST:PORT for one of {', '.join(names)}")
         addresses[party] = where
     path = create_federation(out, name, addresses)
-    table = typer_table("party", "address", "certificate", "private key (0600)")
+    table = typer_table("party", "address", "certificates", "private keys (0600)")
     for party, where in addresses.items():
-        table.add_row(party, where, f"{party}.pem", f"{party}-key.pem")
+        table.add_row(party, where, f"{party}.pem, {party}-sealing.pem", f"{party}-key.pem, {party}-sealing-key.pem")
     console.print(table)
     console.print(f"federation [bold]{name}[/] written to {path}\n"
-                  f"Give each party federation.toml, ca.pem, all certificates, and only its own key. "
-                  f"Keep ca-key.pem offline.")
+                  f"Give each party federation.toml, ca.pem, all certificates, and only its own two keys (TLS and "
+                  f"signing; opening sealed results). Keep ca-key.pem offline.")
 
 
 @federation_app.command("add-user")
@@ -100,7 +100,7 @@ def federation_add_user(
 ) -> None:
     """Issue a client certificate for an analyst (it can call the hub, but cannot serve as a party)."""
     from prana.config import Federation, PARTY_NAME
-    from prana.pki import KeyPair, issue_certificate
+    from prana.pki import KeyPair, issue_certificate, sealing_pair
 
     loaded = Federation.load(federation)
     if not PARTY_NAME.match(name) or name in loaded.parties:
@@ -109,7 +109,9 @@ def federation_add_user(
     if not key.is_file():
         raise ConfigError(f"the CA key {key} is not here; run this where the CA key is kept")
     pair = issue_certificate(KeyPair(loaded.ca_path, key), out or loaded.root / "users", name, [], client_only=True)
-    console.print(f"user {name}: certificate {pair.certificate}, key {pair.private_key} (mode 0600)")
+    sealing = sealing_pair(pair)
+    console.print(f"user {name}: certificate {pair.certificate}, key {pair.private_key} (mode 0600); results are "
+                  f"sealed to {sealing.certificate} and open only with {sealing.private_key} (mode 0600)")
     if pair.certificate.parent.resolve() != loaded.users_path.resolve():
         console.print(f"`--as {name}` finds them in {loaded.users_path} beside the federation file; move them there")
 

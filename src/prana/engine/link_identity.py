@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -39,16 +38,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from prana.errors import MalformedMessage, ProtocolError
+from prana.files import write_private
 
 MAX_CERTIFICATE_PEM = 8 * 1024
 VALIDITY = dt.timedelta(days=30)   # the key dies with its session anyway
 _BEGIN = "-----BEGIN CERTIFICATE-----"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def _subject_alt_name(host: str) -> x509.GeneralName:
@@ -111,9 +105,9 @@ class LinkIdentity:
         self.folders.append(folder)
         try:
             found = LinkFiles(folder / "link.pem", folder / "link-key.pem", folder / "trust.pem")
-            _write_private(found.private_key, self._key_pem)
-            _write_private(found.certificate, self.certificate_pem.encode())
-            _write_private(found.trust, "".join(certificates).encode())
+            write_private(found.private_key, self._key_pem)
+            write_private(found.certificate, self.certificate_pem.encode())
+            write_private(found.trust, "".join(certificates).encode())
             yield found
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from prana.engine.channel import free_port
+from prana.files import write_private
 from prana.errors import PranaError
 
 
@@ -65,14 +66,6 @@ class _Child:
     process: subprocess.Popen
     result_path: Path
     log_path: Path
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file that only its owner can read (0600), replacing any earlier one."""
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
 
 
 @dataclass

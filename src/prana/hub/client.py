@@ -16,7 +16,7 @@ import httpx
 
 from prana.config import Federation
 from prana.errors import ConfigError, PeerAborted, PeerTimeout, PolicyViolation, PranaError, ProtocolError
-from prana.pki import FederationContext, apply_revocation
+from prana.pki import FederationContext, KeyPair, apply_revocation, sealing_pair
 
 TERMINAL = ("done", "failed", "refused")
 
@@ -42,6 +42,7 @@ class Client:
         self.federation = loaded
         self._key = str(private_key)
         self._certificate = str(certificate)
+        self._sealing = sealing_pair(KeyPair(Path(certificate), Path(str(private_key))))   # opens my results
         context = _hub_context(loaded, self.hub, hub_name)
         try:
             context.load_cert_chain(str(certificate), str(private_key))
@@ -87,9 +88,11 @@ class Client:
         """Sign the task with my key (`prana.signed`) and submit it; the stations act on the signed content."""
         from prana.signed import make_task
 
+        sealing = self._sealing.certificate.read_bytes() if self._sealing.certificate.is_file() else b""
         envelope = make_task(Path(self._key).read_bytes(), Path(self._certificate).read_bytes(),
                              analysis=analysis, requester=self.me, parameters=parameters or {},
-                             stations=stations, recipients=recipients, timeout=timeout)
+                             stations=stations, recipients=recipients, timeout=timeout,
+                             sealing_certificate_pem=sealing)
         return self._call("POST", "/tasks", json=envelope)
 
     def signed_task(self, task_id: str) -> Any:
@@ -152,7 +155,9 @@ class Client:
 
         check_task_id(task_id)
         rows = self._call("GET", f"/tasks/{task_id}/results")
-        key = Path(self._key).read_bytes()
+        if rows and not self._sealing.private_key.is_file():
+            raise ConfigError(f"the sealing key of {self.me!r} is missing: {self._sealing.private_key}")
+        key = self._sealing.private_key.read_bytes() if rows else b""
         opened = []
         for row in rows:
             name, sender = str(row["name"]), str(row["sender"])
@@ -168,8 +173,8 @@ class Client:
         return self._call("GET", "/station/tasks", params={"wait": wait}, timeout=wait + 15)
 
     def deliver(self, task_id: str, recipient: str, name: str, payload: bytes, certificate_pem: bytes) -> None:
-        """Sign `payload` as mine (task, sender, recipient, name), seal it to the recipient's certificate, and
-        leave it at the hub, which stores it once and never replaces it."""
+        """Sign `payload` as mine (task, sender, recipient, name), seal it to the recipient's sealing
+        certificate (`certificate_pem`), and leave it at the hub, which stores it once and never replaces it."""
         from prana.hub.sealing import seal
         from prana.signed import check_task_id, pack_result
 

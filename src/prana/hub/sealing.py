@@ -1,8 +1,10 @@
 """Results sealed to their recipient, so that the hub that stores and forwards them cannot read them.
 
-ECIES on the recipient's federation certificate (EC P-256): an ephemeral key agrees a secret with the
-recipient's public key (ECDH), HKDF-SHA256 turns it into an AES-256-GCM key, and the task id and result
-name are bound in as associated data (a sealed result cannot be replayed as another task's).
+ECIES on the recipient's *sealing* certificate (EC P-256, key agreement only; `prana.pki.sealing_pair`), never
+its TLS certificate: an ephemeral key agrees a secret with the recipient's public key (ECDH), HKDF-SHA256
+turns it into an AES-256-GCM key, and the task id and result name are bound in as associated data (a sealed
+result cannot be replayed as another task's). What is sealed is already signed by its sender
+(`prana.signed.pack_result`).
 
     sealed = seal(certificate_pem, payload, context=b"task/name")
     payload = unseal(private_key_pem, sealed, context=b"task/name")
@@ -32,7 +34,12 @@ def _key(shared: bytes, context: bytes) -> bytes:
 
 
 def seal(certificate_pem: bytes, payload: bytes, *, context: bytes) -> bytes:
-    public = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    from prana.pki import is_sealing_certificate
+
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    if not is_sealing_certificate(certificate):
+        raise ConfigError("results are sealed to a sealing certificate (NAME-sealing.pem), not to this one")
+    public = certificate.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ConfigError("the recipient's certificate has no EC key to seal a result to")
     ephemeral = ec.generate_private_key(public.curve)

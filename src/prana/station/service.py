@@ -44,7 +44,7 @@ from prana.analyses.registry import policy_role, run_at_station, station_role
 from prana.config import Federation
 from prana.errors import ConfigError, InputValidationError, MalformedMessage, PolicyViolation, PranaError
 from prana.hub.client import Client
-from prana.signed import check_task_id, open_task
+from prana.signed import check_task_id, open_task, verified_certificate
 from prana.station.audit import AuditLog
 from prana.station.budget import Budget
 from prana.station.config import StationConfig
@@ -138,10 +138,12 @@ class _Context:
         (which sees only ciphertext and cannot replace it)."""
         if recipient not in self.task["recipients"]:
             raise ConfigError(f"{recipient!r} is not a recipient of task {self.task['id']}")
-        if recipient == self.task["requester"] and self.task.get("requester_certificate"):
-            certificate = self.task["requester_certificate"].encode()    # checked with the task's signature
+        if recipient == self.task["requester"] and self.task.get("requester_sealing_certificate"):
+            certificate = self.task["requester_sealing_certificate"].encode()   # checked with the signature
         else:
-            certificate = self.federation.certificate_of(recipient).read_bytes()
+            certificate = self.federation.sealing_certificate_of(recipient).read_bytes()
+            verified_certificate(self.federation, certificate, recipient, what=f"the sealing certificate of "
+                                 f"{recipient}", sealing=True)
         self.station.client.deliver(self.task["id"], recipient, name, payload, certificate)
 
     def record(self, event: str, *, kind: str = "none", shape: list[int] | None = None, recipient: str = "",
@@ -236,7 +238,7 @@ class Station:
         return {"id": task_id, "analysis": body.analysis, "requester": body.requester,
                 "parameters": body.parameters, "stations": dict(body.stations), "recipients": list(body.recipients),
                 "dataset": body.stations[me], "deadline": body.expires,
-                "requester_certificate": offered["envelope"]["certificate"]}
+                "requester_sealing_certificate": body.sealing_certificate}
 
     def judge(self, task: dict[str, Any]) -> tuple[Any, dict[str, Any], list[tuple[str, str]]]:
         """The policy's decision, the limits the session must enforce, and the approver's summary."""
