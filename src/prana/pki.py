@@ -61,26 +61,32 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def certificate_builder(subject: x509.Name, issuer: x509.Name, public_key: Any, *,
+                        validity: dt.timedelta = VALIDITY, **usage: bool) -> x509.CertificateBuilder:
+    """A certificate's common skeleton: names, key, a random serial, validity from five minutes ago (clocks
+    differ), not a CA, and with `usage` (e.g. `key_agreement=True`) the critical key usage of those flags only."""
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+               .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+               .not_valid_after(now + validity))
+    if usage.pop("ca", False):
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    else:
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    if usage:
+        flags = {flag: False for flag in ("digital_signature", "content_commitment", "key_encipherment",
+                                          "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+                                          "encipher_only", "decipher_only")}
+        builder = builder.add_extension(x509.KeyUsage(**{**flags, **usage}), critical=True)
+    return builder
+
+
 def create_ca(directory: Path, federation_name: str) -> KeyPair:
     """Create a self-signed CA certificate and key in `directory` (ca.pem, ca-key.pem)."""
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"prana CA {federation_name}")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert = certificate_builder(name, name, key.public_key(), ca=True, digital_signature=True, key_cert_sign=True,
+                               crl_sign=True).sign(key, hashes.SHA256())
     pair = KeyPair(directory / "ca.pem", directory / "ca-key.pem")
     write_private(pair.private_key, _key_pem(key))
     _write_public(pair.certificate, cert.public_bytes(serialization.Encoding.PEM))
@@ -98,7 +104,7 @@ def _load_ca(ca: KeyPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     return cert, key
 
 
-def _subject_alt_names(hosts: list[str]) -> list[x509.GeneralName]:
+def subject_alt_names(hosts: list[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -117,21 +123,11 @@ def issue_certificate(ca: KeyPair, directory: Path, name: str, hosts: list[str],
     """
     ca_cert, ca_key = _load_ca(ca)
     key = _new_key()
-    now = dt.datetime.now(dt.timezone.utc)
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client_only else [
         ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    )
-    sans = _subject_alt_names(sorted(set(hosts) | {name}))
+    builder = certificate_builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ca_cert.subject,
+                                  key.public_key()).add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    sans = subject_alt_names(sorted(set(hosts) | {name}))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
@@ -162,23 +158,9 @@ def sealing_pair(pair: KeyPair) -> KeyPair:
 def _issue_sealing(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, pair: KeyPair, name: str) -> None:
     """A P-256 key for ECDH only (key usage: key agreement), certified by the CA for `name`."""
     key = _new_key()
-    now = dt.datetime.now(dt.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                          x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, SEALING_UNIT)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, key_cert_sign=False, crl_sign=False,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=True, encipher_only=False, decipher_only=False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    cert = certificate_builder(subject, ca_cert.subject, key.public_key(), key_agreement=True).sign(ca_key, hashes.SHA256())
     write_private(pair.private_key, _key_pem(key))
     _write_public(pair.certificate, cert.public_bytes(serialization.Encoding.PEM))
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -39,17 +38,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from prana.errors import MalformedMessage, ProtocolError
 from prana.files import write_private
+from prana.pki import certificate_builder, subject_alt_names
 
 MAX_CERTIFICATE_PEM = 8 * 1024
 VALIDITY = dt.timedelta(days=30)   # the key dies with its session anyway
 _BEGIN = "-----BEGIN CERTIFICATE-----"
-
-
-def _subject_alt_name(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        return x509.DNSName(host)
 
 
 @dataclass(frozen=True)
@@ -67,23 +60,11 @@ class LinkIdentity:
     def __init__(self, party: str, session: str, host: str) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"prana link {party} {session}")])
-        now = dt.datetime.now(dt.timezone.utc)
         certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            certificate_builder(name, name, key.public_key(), validity=VALIDITY, digital_signature=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([_subject_alt_name(host)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(subject_alt_names([host])), critical=False)
             .sign(key, hashes.SHA256())
         )
         self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
