@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
+from typer._click.exceptions import ClickException   # typer 0.29 bundles its own click
+from typer.exceptions import Abort
 
 from prana import __version__
 from prana.cli import cluster as cluster_cli
@@ -56,6 +57,18 @@ app.add_typer(cluster_cli.app, name="cluster")
 app.add_typer(platform_cli.hub_app, name="hub")
 app.add_typer(platform_cli.station_app, name="station")
 app.add_typer(platform_cli.task_app, name="task")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"prana {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                          help="Print prana's version and exit.")) -> None:
+    """Options that come before the command."""
 
 
 @federation_app.command("init")
@@ -195,10 +208,10 @@ def exit_code(error: BaseException) -> ExitCode:
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False, prog_name="prana")
-    except click.exceptions.Abort:
+    except Abort:
         errors.print("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
+    except ClickException as exc:      # a typo, a missing option, an out-of-range value: it names the option
         exc.show()
         sys.exit(ExitCode.USAGE)
     except PranaError as exc:
