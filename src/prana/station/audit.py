@@ -217,12 +217,23 @@ class AuditLog:
         return [self._entry(number, raw) for number, raw in enumerate(self._lines(), start=1)]
 
     def head(self) -> tuple[int, str] | None:
-        """(seq, hash) of the last entry, to be kept outside the station as an anchor; None for an empty log."""
-        lines = self._lines()
-        if not lines:
+        """(seq, hash) of the last entry, to be kept outside the station as an anchor; None for an empty log.
+        Reads only the end of the file: a station reports its head with every report to the hub."""
+        if not self.path.exists():
             return None
-        last = self._entry(len(lines), lines[-1])
-        return last.seq, last.hash
+        with open(self.path, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                last, _ = _last_line(handle)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        if last is None:
+            return None
+        try:
+            entry = _parse(last)
+        except _BadLine as error:
+            raise AuditTampered(f"the last line of {self.path} {error.reason}") from None
+        return entry.seq, entry.hash
 
     def verify(self, expected_head: tuple[int, str] | None = None) -> VerifyReport:
         """Check every hash and link; with an anchor from `head()`, also that nothing was cut off the end."""
