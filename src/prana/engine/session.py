@@ -9,6 +9,7 @@ revealed to R:
                                                 member's fresh session certificate (`link_identity`)
     (SPU link)           every pair (brpc TLS)  opened on the announced engine ports; each end presents
                                                 its session certificate and trusts exactly its peers'
+    link:up              every pair             "my end of the link is up": nobody goes on before all are
     rN:program           every pair             SHA-256 of the compiled program; must agree
     rN:in:<name>         owner -> each member   that member's share of the input (owner makes shares)
                          C -> each member       (for client inputs: the client makes the shares)
@@ -227,6 +228,10 @@ class CommitteeSession:
         config = runtime_config(len(self.committee), self.ring_bits, self.fraction_bits)
         self._runtime = spu_api.Runtime(self._link, config)
         self._io = spu_api.Io(len(self.committee), config)
+        # yacl's mesh handshake can finish at one end before the other; a member that went on and stopped at
+        # once would leave the other retrying its connect for the whole connect timeout. So nobody goes on
+        # before every end of the link is up (as for side links, `_fresh_link`).
+        self.exchange("link:up", {})
         self._event("link", engine=engine)
 
     def _engine_address(self, peer: str, address: Any, step: str) -> str:
