@@ -36,3 +36,14 @@ def test_a_command_line_mistake_names_what_is_wrong_and_exits_2(args, sentence):
 def test_version():
     done = _prana("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"prana {__version__}"
+
+
+def test_the_command_line_keeps_the_libraries_defaults():
+    """`prana` starts without importing jax (the CLI modules import the analyses lazily), so it repeats the
+    analyses' public defaults; they must stay the same."""
+    from prana.analyses import compare, kmeans_jobs
+    from prana.cli import cluster as cluster_cli
+    from prana.cli import compare as compare_cli
+
+    assert compare_cli.DEFAULT_ANONYMITY == compare.DEFAULT_ANONYMITY
+    assert cluster_cli.STEPS == kmeans_jobs.STEPS

@@ -88,7 +88,7 @@ def _exercise(url: str, federation) -> None:
                                 recipients=["bank"], timeout=0.01))
     time.sleep(0.05)
     assert late["id"] in store.expire()
-    assert store.get(late["id"])["reason"] == "station authority did not answer in time"
+    assert store.get(late["id"])["reason"] == "authority: did not finish before the task's deadline"
     assert store.cancel(task["id"], "mallory", "x") is None
     assert store.put_result(task["id"], "authority", "bank", "r", b"sealed") == "stored"
     assert store.put_result(task["id"], "authority", "bank", "r", b"other") == "exists"   # never replaced

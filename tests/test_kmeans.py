@@ -94,7 +94,7 @@ def test_programs_split_their_outputs_and_suppress_small_clusters():
 def test_bad_features_are_refused():
     with pytest.raises(InputValidationError, match="column 'b' of t.csv is constant"):
         Standardiser.fit(np.array([[1.0, 2.0], [3.0, 2.0]]), ["a", "b"], "t.csv")
-    with pytest.raises(InputValidationError, match="row 4 of t.csv, column 'a' is empty"):
+    with pytest.raises(InputValidationError, match="row 3 of t.csv, column 'a' is empty"):
         Standardiser.fit(np.array([[1.0, 2.0], [3.0, 1.0], [np.nan, 2.0]]), ["a", "b"], "t.csv")
 
 
@@ -208,8 +208,8 @@ def _replace(path, column, row, value):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case, expected", [
-    ("text", r"row 6 of b.csv, column 'f5' is empty or not a number"),
-    ("nan", r"row 3 of c.csv, column 'f9' is empty or not a number"),
+    ("text", r"row 5 of b.csv, column 'f5' is empty or not a number"),
+    ("nan", r"row 2 of c.csv, column 'f9' is empty or not a number"),
     ("constant", r"column 'f2' of a.csv is constant"),
     ("duplicate", r"b.csv"),
     ("k", r"k = 40 is larger than the number of persons to cluster \(27\)"),

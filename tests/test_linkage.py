@@ -23,7 +23,7 @@ def test_check_ids_gives_stripped_text():
 
 @pytest.mark.parametrize("blank", ["", "   ", "NaN", "null", None, float("nan")])
 def test_a_blank_id_names_its_row(blank):
-    with pytest.raises(InputValidationError, match=r"^row 4 of a\.csv has no id"):
+    with pytest.raises(InputValidationError, match=r"^row 3 of a\.csv has no id"):
         check_ids(["1", "2", blank, "4"], "a.csv")
 
 
@@ -31,7 +31,7 @@ def test_a_repeated_id_names_both_rows_and_not_the_id():
     ids = ["111222333", "222333444", "333444555", "222333444 "]
     with pytest.raises(InputValidationError) as caught:
         check_ids(ids, "b.csv")
-    assert str(caught.value) == ("rows 3 and 5 of b.csv have the same id; an id column must identify each person "
+    assert str(caught.value) == ("rows 2 and 4 of b.csv have the same id; an id column must identify each person "
                                  "once")
     assert "222333444" not in str(caught.value)
 
@@ -43,7 +43,7 @@ def test_a_repeated_id_is_found_wherever_it_is(ids, data):
     assert check_ids(ids, "d.csv") == ids
     ids[copy] = f" {ids[copied]}"
     low, high = sorted((copied, copy))
-    with pytest.raises(InputValidationError, match=rf"^rows {low + 2} and {high + 2} of d\.csv have the same id"):
+    with pytest.raises(InputValidationError, match=rf"^rows {low + 1} and {high + 1} of d\.csv have the same id"):
         check_ids(ids, "d.csv")
 
 
@@ -120,7 +120,7 @@ def test_a_repeated_id_stops_its_party_before_the_psi_and_the_others_cleanly(com
     results = committee.wait(60)
     assert time.monotonic() - started < 40
     assert results["b"]["type"] == "InputValidationError"
-    assert results["b"]["error"] == ("rows 9 and 42 of b.csv have the same id; an id column must identify each "
+    assert results["b"]["error"] == ("rows 8 and 41 of b.csv have the same id; an id column must identify each "
                                      "person once")
     for party in "ac":
         assert results[party]["type"] == "PeerAborted", results[party]

@@ -166,6 +166,13 @@ class Federation(BaseModel):
             raise ConfigError(f"the private key of user {name!r} is missing: {key}")
         return certificate, key
 
+    def hub_url(self, hub_name: str = "hub") -> str:
+        """The hub's URL: https:// and the address of the federation's party `hub_name` (it listens there)."""
+        if hub_name not in self.parties:
+            raise ConfigError(f"federation {self.name!r} has no party {hub_name!r}, so it names no hub; give "
+                              "the hub's URL with --hub https://HOST:PORT")
+        return f"https://{self.parties[hub_name].address}"
+
     # -- files --------------------------------------------------------------------------------------------
 
     @classmethod

@@ -4,17 +4,22 @@ Every error a user can cause, or that a peer can cause, is one of these. Each ca
 clear sentence: it names the file, row, column, party or step, and what was expected. No message ever
 contains a value from somebody else's data.
 
-    PranaError
-      ConfigError
-      InputValidationError(ValueError)
-      PolicyViolation
-        PrivacyThresholdViolation
-      ProtocolError            (carries peer, task and step)
-        MalformedMessage
-        PeerAborted
-        PeerTimeout
-      ConvergenceError
-      NotFittedError
+    class                        exit code of `prana`
+    PranaError                   1   (only a bug raises the bare base class)
+      ConfigError                3   a federation file, station configuration, certificate or port
+      InputValidationError       4   a file, column or value (ValueError too)
+        UnknownName              4   a task id, dataset or party that names nothing here
+      PolicyViolation            5   a station's policy refuses (also a refused task)
+        PrivacyThresholdViolation 5
+      ProtocolError              6   a peer failed, aborted or sent something malformed (carries peer, task, step)
+        MalformedMessage         6
+        PeerAborted              6
+        PeerTimeout              7   a peer (or an operator) did not answer in time
+      VerificationFailed         8   a signature, hash chain or anchor does not verify: evidence of tampering
+      ConvergenceError           1
+      NotFittedError             1   (AttributeError too)
+
+The codes are `prana.cli.main.EXIT_CODES`; tests/test_exit_codes.py checks one case per row.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ class ConfigError(PranaError):
 
 class InputValidationError(PranaError, ValueError):
     """An input (a file, a column, a value) does not meet its declared contract."""
+
+
+class UnknownName(InputValidationError):
+    """A name given by the user (a task id, a dataset, a party) refers to nothing that exists here."""
+
+
+class VerificationFailed(PranaError):
+    """Something that should carry proof of its integrity (an audit log's hash chain, its anchor at the hub, a
+    signature) does not verify: evidence that it was changed."""
 
 
 class PolicyViolation(PranaError):

@@ -346,3 +346,41 @@ def apply_revocation(context: ssl.SSLContext, federation: "Federation") -> None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the revocation list {federation.crl_path}: {exc}") from None
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def describe_federation(federation: "Federation") -> dict[str, Any]:
+    """What `prana federation show` prints: public facts only (names, addresses, validity, which key files
+    are present here, revocations); never a key."""
+    revoked = load_revoked(federation)
+
+    def certificate_facts(path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            return {"valid_until": "missing", "expired": True, "revoked": False, "serial": None}
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        until = certificate.not_valid_after_utc
+        return {"valid_until": until.isoformat(), "expired": until < dt.datetime.now(dt.timezone.utc),
+                "revoked": certificate.serial_number in revoked, "serial": f"{certificate.serial_number:x}"}
+
+    def keys_here(certificate: Path, key: Path) -> list[str]:
+        sealing = sealing_pair(KeyPair(certificate, key))
+        return [kind for kind, path in (("tls", key), ("sealing", sealing.private_key)) if path.is_file()]
+
+    ca = x509.load_pem_x509_certificate(federation.ca_path.read_bytes())
+    parties = []
+    for name, party in federation.parties.items():
+        certificate = federation.certificate_path(name)
+        key = federation.path(party.private_key) if party.private_key else Path("/nonexistent")
+        parties.append({"name": name, "role": "party", "address": party.address,
+                        "certificate": str(certificate), **certificate_facts(certificate),
+                        "keys_here": keys_here(certificate, key)})
+    users = []
+    for name in federation.users():
+        certificate = federation.users_path / f"{name}.pem"
+        users.append({"name": name, "role": "user", "address": None, "certificate": str(certificate),
+                      **certificate_facts(certificate),
+                      "keys_here": keys_here(certificate, federation.users_path / f"{name}-key.pem")})
+    return {"name": federation.name, "file": str(federation.file), "version": federation.version,
+            "ca": {"certificate": str(federation.ca_path), "subject": ca.subject.rfc4514_string(),
+                   "valid_until": ca.not_valid_after_utc.isoformat()},
+            "parties": parties, "users": users, "ca_key_here": (federation.root / "ca-key.pem").is_file(),
+            "crl": str(federation.crl_path) if federation.crl_path.is_file() else None}

@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from prana.config import Federation
-from prana.engine.channel import Listener
+from prana.engine.channel import Listener, serving_as
 from prana.engine.encoding import INT32_MAX, IntegerEncoding
 from prana.engine.program import SecureInput, SecureOutput, SecureProgram
 from prana.engine.session import CommitteeSession, Timeouts, new_session_id
@@ -325,7 +325,7 @@ def load_source_table(path: Path | str, id_column: str, value_column: str, *, an
     ids = tables.id_column(frame, id_column, path)
     encoding = IntegerEncoding(decimals=decimals, minimum=0, maximum=INT32_MAX, dtype="int32")
     values = encoding.encode(tables.numeric_column(frame, value_column, path), column=value_column,
-                             source=str(path), row_offset=2)
+                             source=str(path), row_offset=1, decimals_advice="raise --decimals (at most 9)")
     return SourceTable(ids, values, anonymity=anonymity, encoding=encoding, secret=secret)
 
 
@@ -352,7 +352,7 @@ class Claims:
             relations = []
             for row, raw in enumerate(frame[relation_column].astype(str).str.strip()):
                 if raw not in RELATION_ALIASES:
-                    raise InputValidationError(f"row {row + 2} of {source}, column {relation_column!r}: the relation "
+                    raise InputValidationError(f"row {row + 1} of {source}, column {relation_column!r}: the relation "
                                                "must be one of >=, <=, =")
                 relations.append(RELATION_ALIASES[raw])
         else:
@@ -417,7 +417,8 @@ class Source:
         goes on waiting for the verifier, within the same idle timeout.
         """
         served = 0
-        listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect, address=address)
+        listener = Listener(self.federation, self.me, handshake_timeout=self.timeouts.connect, address=address,
+                            on_refusal=lambda who, reason: self.on_event("refused", {"peer": who, "reason": reason}))
         self.on_event("listening", {"address": address or self.federation.party(self.me).address,
                                     **self.table.params()})
         idle = idle_timeout if idle_timeout is not None else 3600.0
@@ -435,12 +436,19 @@ class Source:
                 session_id = str(arrival.hello.get("session", ""))[:64]
                 purpose = arrival.hello.get("purpose") or {}
                 if verifier is not None and peer != verifier:
-                    reason = f"{peer} is not a party of session {session_id}; {self.me} answers only its verifier"
-                    arrival.refuse(reason)
+                    if session is not None:    # a task's session: its parties are named, the peer is not one
+                        reason = f"{peer} is not a party of session {session_id}; {self.me} answers only its verifier"
+                        arrival.refuse(reason)
+                    else:                      # `compare serve --verifier`: the source's own policy
+                        reason = f"this source answers only {verifier}"
+                        arrival.refuse(f"{self.me} answers only {verifier}; this certificate is {peer!r}", policy=True)
                     self.on_event("refused", {"peer": peer, "session": session_id, "reason": reason})
                     continue
                 if purpose.get("analysis") != ANALYSIS or arrival.hello.get("committee") != [self.me, peer]:
-                    arrival.refuse(f"{self.me} serves only {ANALYSIS} sessions with committee [{self.me}, verifier]")
+                    arrival.refuse(f"{self.me} serves only {ANALYSIS} sessions with the committee [{self.me}, "
+                                   f"{peer}]; this certificate is {peer!r}", policy=True)
+                    self.on_event("refused", {"peer": peer, "session": session_id,
+                                              "reason": "it asked for another analysis or committee"})
                     continue
                 served += 1
                 if sessions is not None and served == sessions:
@@ -535,7 +543,8 @@ class Verifier:
         addresses = {self.source: self.source_address} if self.source_address else {}
         self.session = CommitteeSession(self.federation, self.me, [self.source, self.me], self.session_id,
                                         {"analysis": ANALYSIS, "version": VERSION}, ring_bits=32,
-                                        timeouts=self.timeouts, addresses=addresses).open()
+                                        timeouts=self.timeouts, addresses=addresses,
+                                        on_unreachable=lambda peer: self._not_serving_myself()).open()
         try:
             self.params = self.session.recv(self.source, "params")
             self._check_params()
@@ -543,6 +552,18 @@ class Verifier:
             self.session.__exit__(type(exc), exc, None)
             raise
         return self
+
+    def _not_serving_myself(self) -> None:
+        """Called when the source is not (yet) listening. If our own federation address answers with our own
+        certificate, this certificate is the one a source is serving with (`compare ask --as authority`
+        next to `compare serve --as authority`): say so now instead of waiting for the source until the
+        connect timeout. Anything else (nobody there, another certificate) lets the retries go on."""
+        where = serving_as(self.federation, self.me)
+        if where is not None:
+            others = [name for name in self.federation.parties if name != self.me]
+            way = f"--as {others[0]}" if len(others) == 1 else f"--as VERIFIER --source {self.me}"
+            raise ConfigError(f"this certificate is {self.me!r}, and {self.me} itself is serving at {where}; "
+                              f"a source cannot ask itself: ask with the verifier's certificate ({way})")
 
     def _check_params(self) -> None:
         p = self.params
@@ -563,6 +584,10 @@ class Verifier:
     def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
         if self.session is None:
             return
+        if isinstance(exc, InputValidationError):    # our own claims: the source learns only that we stopped
+            self.session.close(error=f"{self.me} stopped: its claims did not pass its own checks")
+            self.session = None
+            return
         if exc is None:
             try:
                 self._batches += 1
@@ -580,7 +605,9 @@ class Verifier:
         """Answer every claim; returns the claims with an `answer` column (yes, no, unknown)."""
         if self.session is None:
             raise ProtocolError("ask() needs an open session: use `with Verifier(...) as verifier`")
-        encoded = self.encoding.encode(claims.amounts, column="claim", source=source_name, row_offset=2)
+        encoded = self.encoding.encode(claims.amounts, column="claim", source=source_name, row_offset=1,
+                                       decimals_advice=f"{self.source} takes claims with at most as many decimals "
+                                                       "as its --decimals; round the claim")
         requests, tag1, tag2 = locate(claims.person_ids, self.params)
         relation = np.zeros((len(claims), 3), np.int32)
         relation[np.arange(len(claims)), [RELATIONS[item] for item in claims.relations]] = 1

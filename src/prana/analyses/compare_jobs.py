@@ -10,13 +10,21 @@ Isolation: SPU's native runtime can take its whole process down when a peer vani
 run. So every session runs in a child process ("session worker") supervised by the caller: `ask` waits for
 its worker and turns any failure into one sentence; `serve` keeps the prepared table on disk and starts one
 worker per verifier session, so a verifier that dies mid-run costs that session only, never the server.
+
+A session worker tells `serve` what happens as it happens: it appends each event (listening, session,
+refused, answered) as one JSON line to a 0600 file in its folder, which `serve` follows. So "listening" is
+said only once the first worker's listener is bound, and a refused peer is reported while the worker goes
+on waiting for its verifier. A worker that fails before it listens (the port is in use) stops `serve` with
+its sentence; it is not a served session.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +35,7 @@ import pandas as pd
 from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, Source, SourceTable, Verifier, load_source_table
 from prana.analyses.compare_buckets import fresh_secret, source_secret
 from prana.config import Federation
+from prana.engine.channel import bind_socket
 from prana.engine.local import LocalCommittee, error_for, local_federation, run_isolated
 from prana.engine.session import Timeouts
 from prana.files import private_file
@@ -96,46 +105,96 @@ def serve(federation: str | Path, me: str, table: str | Path, *, id_column: str 
     loaded = Federation.load(federation)
     loaded.party(me)
     loaded.private_key_path(me)
+    bind_socket(loaded.party(me).address, advice=f"change {me}'s address in federation.toml").close()  # fail fast
     secret = source_secret(secret_file) if secret_file is not None else fresh_secret()
     prepared = load_source_table(table, id_column, value_column, anonymity=anonymity, decimals=decimals,
                                  secret=secret)
-    served = 0
+    served, listening = 0, False
     with WorkFolder(workdir, "prana-serve-") as work:
         prepared.save(work.path("table"))
-        events("listening", {"address": loaded.party(me).address, **prepared.params()})
         while sessions is None or served < sessions:
             folder = work.path(f"session-{served + 1}")
+            events_file = folder / "events.jsonl"
             try:
                 with LocalCommittee(workdir=folder) as committee:
                     committee.spawn(me, "prana.analyses.compare_jobs:serve_worker",
                                     {"federation": str(Path(federation).resolve()), "me": me,
                                      "prepared": str(work.root / "table"), "connect": timeouts.connect,
                                      "step": timeouts.step, "idle_timeout": idle_timeout, "verifier": verifier,
-                                     "max_claims": max_claims})
-                    result = committee.wait(float("inf") if idle_timeout is None else idle_timeout + 24 * 3600)[me]
+                                     "max_claims": max_claims, "events_file": str(events_file)})
+                    result, heard = _follow(committee, me, events_file, events, announce=not listening,
+                                            timeout=float("inf") if idle_timeout is None else idle_timeout + 24 * 3600)
+                    listening = listening or heard
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            for item in result.get("events", []):
-                events(item["event"], item["details"])
+            error = error_for(me, result)
+            if not heard and error is not None:     # never listened: nothing was served, and nothing will be
+                raise error
             if result.get("idle"):
                 break
             served += 1
-            error = error_for(me, result)
             if error is not None:
                 events("failed", {"peer": result.get("peer", "a verifier"), "error": str(error)})
     return served
 
 
+def _follow(committee: LocalCommittee, me: str, events_file: Path, events: Events, *, announce: bool,
+            timeout: float) -> tuple[dict[str, Any], bool]:
+    """Wait for the session worker, passing on each event it writes as it writes it ("listening" only when
+    `announce`). Returns its result and whether it listened."""
+    deadline = time.monotonic() + timeout
+    position, heard = 0, False
+    while True:
+        finished = committee.poll(me)
+        if finished is None and time.monotonic() >= deadline:
+            finished = committee.wait(0)[me]
+        try:
+            with open(events_file, "rb") as handle:
+                handle.seek(position)
+                data = handle.read()
+        except FileNotFoundError:
+            data = b""
+        complete = data[: data.rfind(b"\n") + 1]
+        position += len(complete)
+        for line in complete.splitlines():
+            try:
+                item = json.loads(line)
+                event, details = str(item["event"]), dict(item["details"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if event == "listening":
+                heard = True
+                if not announce:
+                    continue
+            events(event, details)
+        if finished is not None:
+            return finished, heard
+        time.sleep(0.1)
+
+
 def serve_worker(federation: str, me: str, prepared: str, connect: float, step: float,
                  idle_timeout: float | None, address: str | None = None, session: str | None = None,
-                 verifier: str | None = None, max_claims: int | None = None) -> dict[str, Any]:
+                 verifier: str | None = None, max_claims: int | None = None,
+                 events_file: str | None = None) -> dict[str, Any]:
     """One session of the source, in its own process (see the module docstring). Only `verifier` (when
-    named) may open it, and it answers at most `max_claims` claims."""
-    os.umask(0o077)     # this process writes only work files (its result)
+    named) may open it, and it answers at most `max_claims` claims. With `events_file`, each event is also
+    appended to it (0600) as one JSON line when it happens."""
+    os.umask(0o077)     # this process writes only work files (its result, its events)
     table = SourceTable.load_prepared(Path(prepared))
     recorded: list[dict[str, Any]] = []
+    lock = threading.Lock()     # the listener reports refusals from its own thread
+
+    def record(event: str, details: dict[str, Any]) -> None:
+        item = {"event": event, "details": details}
+        with lock:
+            recorded.append(item)
+            if events_file is not None:
+                descriptor = os.open(events_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with os.fdopen(descriptor, "ab") as handle:
+                    handle.write(json.dumps(item, default=str).encode() + b"\n")
+
     source = Source(Federation.load(federation), me, table, timeouts=Timeouts(connect, step), max_claims=max_claims,
-                    on_event=lambda event, details: recorded.append({"event": event, "details": details}))
+                    on_event=record)
     served = source.serve(1, idle_timeout=idle_timeout, raise_errors=True, address=address, session=session,
                           verifier=verifier)
     return {"idle": served == 0, "events": [item for item in recorded if item["event"] != "listening"]}
@@ -161,7 +220,8 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
         run_isolated("prana.analyses.compare_jobs:ask_worker",
                      {"federation": str(Path(federation).resolve()), "me": me, "claims": str(claims_path),
                       "out": str(result_path), "source": source, "connect": timeouts.connect, "step": timeouts.step,
-                      "source_address": source_address, "session": session},
+                      "source_address": source_address, "session": session,
+                      "claims_name": "claims" if isinstance(claims, Claims) else str(claims)},
                      party=me, timeout=timeouts.connect + 20 * timeouts.step + 60, workdir=work.path("worker"))
         answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
     if out is not None:
@@ -170,12 +230,15 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
 
 
 def ask_worker(federation: str, me: str, claims: str, out: str, source: str | None, connect: float,
-               step: float, source_address: str | None = None, session: str | None = None) -> dict[str, Any]:
+               step: float, source_address: str | None = None, session: str | None = None,
+               claims_name: str | None = None) -> dict[str, Any]:
+    """The verifier's session, in its own process. `claims` is the job's copy of the claims; messages name
+    `claims_name`, the user's file."""
     os.umask(0o077)     # this process writes only work files (the answers, its result)
     started = time.perf_counter()
     with Verifier(Federation.load(federation), me, source=source, timeouts=Timeouts(connect, step),
                   source_address=source_address, session=session) as verifier:
-        answers = verifier.ask(Claims.load(claims), source_name=claims)
+        answers = verifier.ask(Claims.load(claims), source_name=claims_name or claims)
     _write_atomically(answers, Path(out))
     return {"claims": len(answers), "timings": {"ask": time.perf_counter() - started}}
 
@@ -220,7 +283,8 @@ def local(table: str | Path, claims: str | Path, *, out: str | Path | None = Non
                              "connect": 60.0, "step": 120.0, "idle_timeout": 120.0, "verifier": "bank"})
             committee.spawn("bank", "prana.analyses.compare_jobs:ask_worker",
                             {"federation": str(federation), "me": "bank", "claims": str(claims_path),
-                             "out": str(result_path), "source": "authority", "connect": 60.0, "step": 120.0})
+                             "out": str(result_path), "source": "authority", "connect": 60.0, "step": 120.0,
+                             "claims_name": str(claims)})
             results = committee.wait(timeout)
         for party in ("bank", "authority"):
             error = error_for(party, results[party])

@@ -16,6 +16,9 @@ hub, or any other party holding the task id and a federation certificate, is ref
 refusal is in the station's audit log). The station judges the task's parameters against its policy before
 this module runs (`prana.analyses.compare_policy`: value columns, smallest anonymity set, claims per task
 and per day); the claim count it admitted (`context.limits["max_claims"]`) is enforced inside the session.
+
+The bank's steps 1 and 3 are `submit` and `ask` (`submit_and_ask` does both): between them its process may
+end and a later one (`prana task wait`) may join the session, with the same claims file.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from prana.analyses.tables import id_column, numeric_column, require_columns
 from prana.engine.channel import free_endpoint
 from prana.engine.encoding import INT32_MAX, IntegerEncoding
 from prana.engine.local import LocalCommittee, error_for
-from prana.errors import ConfigError, InputValidationError, PranaError
+from prana.errors import ConfigError, InputValidationError, PeerAborted, PeerTimeout, PranaError
 
 ANALYSIS = "compare"
 SECRET_FILE = "compare-secret.key"    # in the station's state folder: the key of its buckets' salts
@@ -92,7 +95,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                     break
                 if context.ended() or time.time() > deadline:
                     worker.kill(context.me)
-                    raise PranaError("the task ended before its session finished")
+                    raise PeerAborted("the task ended before its session finished")
                 time.sleep(1.0)
     finally:
         shutil.rmtree(prepared, ignore_errors=True)
@@ -105,7 +108,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
             context.record("session-refused", recipient=str(item["details"].get("peer", ""))[:64],
                            outcome=str(item["details"].get("reason", ""))[:300])
     if result.get("idle"):
-        raise PranaError("the verifier never opened its session")
+        raise PeerTimeout("the verifier never opened its session", peer=task["requester"])
     sent: Counter = Counter()
     volume: Counter = Counter()
     shapes: dict[tuple[str, str, str], list[int]] = {}
@@ -127,33 +130,82 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     return {"claims": claims}
 
 
+# -- the analyst's (verifier's) side ----------------------------------------------------------------------------
+# The answers never pass the hub: the verifier's own process joins the secure session at the station's
+# endpoint. `submit` may run long before `ask` (`prana task submit --detach`, then `prana task wait`).
+
+WAIT_MARGIN = 30.0       # seconds past a task's deadline that the verifier keeps waiting for the hub's verdict
+
+
+def submit(client: Any, federation: Any, me: str, *, station: str, dataset: str, claims: str | Path | Claims,
+           id_column: str = "person_id", value_column: str = "value", anonymity: int = DEFAULT_ANONYMITY,
+           decimals: int = 0, timeout: float = 600.0) -> dict[str, Any]:
+    """Submit the task and return it at once (as the hub stores it). The task announces how many claims the
+    bank will ask (the station's policy judges that count); the claims themselves stay here."""
+    _check_verifier(federation, me)
+    batch = claims if isinstance(claims, Claims) else Claims.load(claims)
+    return client.submit(ANALYSIS, stations={station: dataset}, recipients=[me], timeout=timeout,
+                         parameters={"id_column": id_column, "value_column": value_column, "anonymity": anonymity,
+                                     "decimals": decimals, "claims": len(batch)})
+
+
+def ask(client: Any, federation: Any, me: str, task_id: str, claims: str | Path | Claims,
+        out: str | Path | None = None, *, timeout: float | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Wait until the station runs task `task_id` (approval included), join its session as the verifier, ask
+    `claims`, and wait for "done". The claims must be as many as the task announced (checked first, against
+    the task as `me` signed it). `timeout` defaults to the task's deadline plus WAIT_MARGIN."""
+    _check_verifier(federation, me)
+    body = client.signed_task(task_id)
+    if body.analysis != ANALYSIS:
+        raise InputValidationError(f"task {task_id} is a {body.analysis} task, not a compare task")
+    (station, _), = body.stations.items()
+    batch = claims if isinstance(claims, Claims) else Claims.load(claims)
+    announced = body.parameters.get("claims")
+    if announced is not None and announced != len(batch):
+        where = "these claims" if isinstance(claims, Claims) else str(claims)
+        raise InputValidationError(f"{where} has {_count(len(batch), 'claim')}, but task {task_id} announced "
+                                   f"{_count(announced, 'claim')}: give the claims file it was submitted with")
+    waited = timeout if timeout is not None else max(0.0, body.expires - time.time()) + WAIT_MARGIN
+    running = client.wait(task_id, until=("running",), timeout=waited, on_update=on_update, every=0.2)
+    while running["state"] == "running" and not running["stations"][station]["endpoint"]:
+        time.sleep(0.2)
+        running = client.wait(task_id, until=("running",), timeout=waited, on_update=on_update, every=0.2)
+    if running["state"] != "running":           # done (a failure or refusal has raised in wait)
+        raise InputValidationError(f"task {task_id} is {running['state']} already: its answers went to the "
+                                   "process that joined its session")
+    endpoint = running["stations"][station]["endpoint"]
+    try:
+        answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
+                                   source_address=endpoint, session=task_id)
+    except PranaError as exc:
+        try:
+            client.cancel(task_id, str(exc))   # the task fails at the hub at once, with our reason
+        except PranaError:
+            pass
+        raise
+    finished = client.wait(task_id, timeout=waited, on_update=on_update)
+    return finished, answers
+
+
 def submit_and_ask(client: Any, federation: Any, me: str, *, station: str, dataset: str, claims: str | Path | Claims,
                    out: str | Path | None = None, id_column: str = "person_id", value_column: str = "value",
                    anonymity: int = DEFAULT_ANONYMITY, decimals: int = 0, timeout: float = 600.0,
                    on_update: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The bank's side: submit the task, wait until the station runs it, ask, and wait for "done"."""
+    """The bank's side in one call: `submit`, then `ask`."""
+    batch = claims if isinstance(claims, Claims) else Claims.load(claims)
+    task = submit(client, federation, me, station=station, dataset=dataset, claims=batch, id_column=id_column,
+                  value_column=value_column, anonymity=anonymity, decimals=decimals, timeout=timeout)
+    return ask(client, federation, me, task["id"], batch, out, on_update=on_update)
+
+
+def _check_verifier(federation: Any, me: str) -> None:
     if me not in federation.parties:
         raise ConfigError(f"{me!r} is a user of federation {federation.name!r}, but the Trust Tester's verifier "
                           "takes part in the secure session itself, so it needs a party certificate (a party in "
                           "`prana federation init --parties`)")
-    batch = claims if isinstance(claims, Claims) else Claims.load(claims)
-    task = client.submit(ANALYSIS, stations={station: dataset}, recipients=[me], timeout=timeout,
-                         parameters={"id_column": id_column, "value_column": value_column, "anonymity": anonymity,
-                                     "decimals": decimals, "claims": len(batch)})
-    running = client.wait(task["id"], until=("running",), timeout=timeout,
-                          on_update=on_update, every=0.2)
-    while not running["stations"][station]["endpoint"]:
-        running = client.wait(task["id"], until=("running",), timeout=timeout, on_update=on_update)
-        time.sleep(0.2)
-    endpoint = running["stations"][station]["endpoint"]
-    try:
-        answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
-                                   source_address=endpoint, session=task["id"])
-    except PranaError as exc:
-        try:
-            client.cancel(task["id"], str(exc))   # the task fails at the hub at once, with our reason
-        except PranaError:
-            pass
-        raise
-    finished = client.wait(task["id"], timeout=timeout, on_update=on_update)
-    return finished, answers
+
+
+def _count(number: Any, word: str) -> str:
+    shown = f"{number:,}" if isinstance(number, int) else str(number)[:20]
+    return f"{shown} {word}" if number == 1 else f"{shown} {word}s"

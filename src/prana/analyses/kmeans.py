@@ -112,7 +112,7 @@ def check_finite(values: np.ndarray, columns: list[str], source: str) -> np.ndar
     values = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         row, column = np.argwhere(~np.isfinite(values))[0]
-        raise InputValidationError(f"row {row + 2} of {source}, column {columns[column]!r} is empty or not a number")
+        raise InputValidationError(f"row {row + 1} of {source}, column {columns[column]!r} is empty or not a number")
     return values
 
 

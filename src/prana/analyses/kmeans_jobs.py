@@ -15,6 +15,11 @@ One committee member (`member`, run in its own supervised process) does, in orde
                       outside this module to the analyst (`prana.engine.session.SEALED_PREFIX`)
 
 What each party learns is tabled in `prana.analyses.kmeans`.
+
+What a request may cost: a k above persons / minimum group size is refused (`check_k_bound`: by
+`cluster_local` before any process starts, and by every member once the persons are known, after linkage),
+and `estimate_seconds` is a cost model in k, persons, features and iterations, measured on the development
+machine, with which `cluster_local` announces a long run (`cost_warning`) before it starts.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,15 +42,14 @@ import numpy as np
 import pandas as pd
 
 from prana.analyses import kmeans
+from prana.analyses.kmeans_settings import DEFAULT_ITERATIONS, DEFAULT_MIN_GROUP_SIZE, STEPS
+from prana.analyses.kmeans_cost import check_k_bound, cost_warning, survey
 from prana.analyses.tables import numeric_column, read_table, require_columns
 from prana.config import Federation
 from prana.engine.session import SEALED_PREFIX, CommitteeSession, Timeouts, new_session_id, reconstruct_exported
-from prana.errors import ConfigError, InputValidationError, PranaError
+from prana.errors import ConfigError, InputValidationError, PeerTimeout, PranaError
 
 ANALYST = "analyst"
-STEPS = ("connecting", "linking", "compiling", "clustering", "done")
-DEFAULT_ITERATIONS = 20
-DEFAULT_MIN_GROUP_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,7 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
             rows = link_rows(party, ids, workdir=work, source=source)
             values, ids = values[rows], [ids[row] for row in rows]
             persons = len(rows)
-            kmeans.check_k(wanted.k, persons)
+            check_k_bound(wanted.k, persons, minimum)          # the persons are known only now
             scaler = kmeans.Standardiser.fit(values, columns, source)
             widths = [len(meta[name]["columns"]) for name in committee]
         else:
@@ -217,7 +223,7 @@ def member(federation: str, me: str, committee: list[str], session: str, table: 
                         f"({', '.join(columns)}); horizontal clustering needs the same columns everywhere")
             counts = {name: int(meta[name]["rows"]) for name in committee}
             persons = sum(counts.values())
-            kmeans.check_k(wanted.k, persons)
+            check_k_bound(wanted.k, persons, minimum)
         seed = wanted.seed if wanted.seed is not None else int(hashlib.sha256(session.encode()).hexdigest()[:8], 16)
         plan = kmeans.Plan(k=wanted.k, iterations=wanted.iterations, tolerance=wanted.tolerance,
                            init=None if wanted.init is not None else kmeans.InitPlan.draw(persons, wanted.k, seed),
@@ -280,9 +286,28 @@ def labels_frame(result: dict[str, Any], id_column: str | None) -> pd.DataFrame:
 
 # -- the analyst's view --------------------------------------------------------------------------------------
 
+# The released centroids are SPU fixed-point numbers with this many fraction bits (SecureProgram's default,
+# which the k-means programs keep): steps of 2^-18 = 3.8e-6, so 6 decimals tell any two of them apart.
+FRACTION_BITS = 18
+FIXED_POINT_DECIMALS = math.ceil(FRACTION_BITS * math.log10(2))
+WRITTEN = ("centroids.csv", "sizes.csv", "clusters.png")    # with labels-<party>.csv: all that `save` writes
+
+
+def decimals_for(step: float) -> int:
+    """Decimals that show a quantity carried in steps of `step`: the fewest whose last place is at most the
+    step (so rounding adds at most half a step), at least 0 and at most FIXED_POINT_DECIMALS."""
+    if not step > 0 or not math.isfinite(step):
+        return FIXED_POINT_DECIMALS
+    return min(FIXED_POINT_DECIMALS, max(0, math.ceil(-math.log10(step) - 1e-9)))
+
+
 @dataclass
 class Clustering:
-    """What the analyst receives: centroids in original units, sizes, and the notes about suppression."""
+    """What the analyst receives: centroids in original units, sizes, and the notes about suppression.
+
+    A local run (`cluster_local`) also holds each party's labels and its tables' paths (to draw
+    clusters.png), and `steps`: per column, the step in original units in which the encoding carries its
+    centroid (the column's standard deviation / 2^SCALE_BITS; see `save`)."""
 
     centroids: pd.DataFrame
     sizes: pd.DataFrame
@@ -292,6 +317,10 @@ class Clustering:
     session: str                                                     # the session (on the platform: the task)
     labels: dict[str, pd.DataFrame] = field(default_factory=dict)   # per party (local runs only)
     progress: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # per party's steps, timed (local)
+    steps: dict[str, float] = field(default_factory=dict)          # per column, original units (local runs only)
+    tables: list[Path] = field(default_factory=list)               # per party, in the order of `labels` (local)
+    id_column: str | None = None
+    columns: list[str] | None = None
 
     @property
     def suppressed(self) -> list[int]:
@@ -302,16 +331,56 @@ class Clustering:
         return [f"cluster {cluster} has fewer than {self.min_group_size} persons (the minimum group size), so "
                 "its centroid and size are suppressed" for cluster in self.suppressed]
 
+    def decimals(self) -> dict[str, int]:
+        """Per centroid column, the decimals `save` writes (see there)."""
+        return {column: decimals_for(self.steps.get(column, 0.0)) for column in self.centroids.columns
+                if column != "cluster"}
+
     def save(self, out: Path | str) -> list[Path]:
+        """Write centroids.csv, sizes.csv and (local runs) labels-<party>.csv into the folder `out`.
+
+        First it removes what an earlier run left there of the files prana writes (centroids.csv, sizes.csv,
+        clusters.png and every labels-*.csv), so that two runs into one folder never mix; nothing else in
+        the folder is touched. `plot` writes clusters.png afterwards.
+
+        Numbers carry only the precision the encoding carries. Sizes and labels are integers. A centroid
+        coordinate is, in standardised units, a whole number of steps of 2^-SCALE_BITS (2^-12: the points
+        are quantised so, and each centroid is rounded to a whole step in the MPC); in original units a
+        step is the column's standard deviation / 4096, and the value is revealed as a fixed-point number
+        with 18 fraction bits (steps of 3.8e-6). Each column is written with the fewest decimals whose last
+        place is at most its step (e.g. a standard deviation of 10: step 0.0024, 3 decimals), at least 0
+        and at most 6. The standard deviations are secret on the platform (nobody learns them), so there
+        every column gets the 6 decimals of the fixed point; a local run knows them (`steps`)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        for path in [out / name for name in WRITTEN] + sorted(out.glob("labels-*.csv")):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        centroids = self.centroids.copy()
+        for column, decimals in self.decimals().items():
+            rounded = centroids[column].astype(float).round(decimals)
+            centroids[column] = rounded.astype("Int64") if decimals == 0 else rounded
         written = [out / "centroids.csv", out / "sizes.csv"]
-        spreadsheet_safe(self.centroids).to_csv(written[0], index=False)
+        spreadsheet_safe(centroids).to_csv(written[0], index=False)
         spreadsheet_safe(self.sizes).to_csv(written[1], index=False)
         for party, labels in self.labels.items():
             written.append(out / f"labels-{party}.csv")
             spreadsheet_safe(labels).to_csv(written[-1], index=False)
         return written
+
+    def plot(self, path: Path | str, *, tables: list[Path | str] | None = None, id_column: str | None = None,
+             columns: list[str] | None = None) -> Path:
+        """Draw clusters.png (`prana.analyses.kmeans_plot`) into `path`: each party's own points, coloured by
+        its labels, with the released centroids. Needs every party's labels and table, which a local run
+        has (`tables`, `id_column` and `columns` default to the run's)."""
+        from prana.analyses.kmeans_plot import clusters_png
+
+        tables = [Path(table) for table in tables] if tables is not None else self.tables
+        if not self.labels or len(tables) != len(self.labels):
+            raise InputValidationError("clusters.png needs every party's labels and table, which only a local run "
+                                       "(cluster_local) has; pass tables= in the order of the parties")
+        return clusters_png(self, tables, id_column if id_column is not None else self.id_column, Path(path),
+                            columns=columns if columns is not None else self.columns)
 
 
 def escape_cell(text: Any) -> Any:
@@ -356,12 +425,19 @@ def party_names(paths: list[Path]) -> list[str]:
 def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = None, init: Path | str | None = None,
                   iterations: int = DEFAULT_ITERATIONS, tolerance: float | None = None, seed: int | None = None,
                   min_group_size: int = DEFAULT_MIN_GROUP_SIZE, columns: list[str] | None = None,
-                  out: Path | str | None = None, workdir: Path | str | None = None, timeout: float = 3600.0,
-                  on_progress: Callable[[str, str], None] | None = None) -> Clustering:
+                  out: Path | str | None = None, plot: bool = True, workdir: Path | str | None = None,
+                  timeout: float = 3600.0, on_progress: Callable[[str, str], None] | None = None,
+                  on_warning: Callable[[str], None] | None = None) -> Clustering:
     """Cluster the rows of 2 or 3 tables, each held by its own party process (ABY3 for 3, CHEETAH for 2).
 
     Vertical with `id_column` (rows linked privately on it), horizontal without (same columns everywhere).
-    Writes centroids.csv, sizes.csv and labels-<party>.csv to `out` when given.
+    With `out`, `Clustering.save` writes centroids.csv, sizes.csv and labels-<party>.csv there (removing
+    what an earlier run left), and with `plot` (the default, as `prana cluster local --plot`) also
+    clusters.png (`Clustering.plot`).
+
+    Before any process starts, a k that cannot make sense is refused (`check_k_bound`), and a request whose
+    estimated cost exceeds WARN_SECONDS is announced: one line to `on_warning`, or a UserWarning without it.
+    `on_progress(party, step)` is called once for every step of every party, in order (STEPS).
     """
     from prana.engine.local import LocalCommittee, error_for, local_federation
 
@@ -374,6 +450,12 @@ def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = Non
     init_columns, init_rows = load_init(init) if init is not None else (None, None)
     request = Request(k=k, iterations=iterations, tolerance=tolerance, seed=seed, min_group_size=min_group_size,
                       id_column=id_column, columns=columns, init=init_rows, init_columns=init_columns).check()
+    counted = survey(paths, request)
+    check_k_bound(k, counted.persons, min_group_size, smallest=counted.smallest)
+    warning = cost_warning(k, counted.persons, counted.features, iterations, explicit_init=init is not None,
+                           linked_rows=counted.largest_rows)
+    if warning is not None:
+        (on_warning or (lambda text: warnings.warn(text, stacklevel=3)))(warning)
     parties = party_names(paths)
     if workdir:
         work = Path(workdir)
@@ -403,26 +485,58 @@ def cluster_local(data: list[Path | str], *, k: int, id_column: str | None = Non
     for party in parties:
         clustering.labels[party] = labels_frame(results[party], id_column)
         clustering.progress[party] = list(results[party].get("progress", []))
+    clustering.tables, clustering.id_column, clustering.columns = paths, id_column, columns
+    clustering.steps = _local_steps(clustering, request)
     if out is not None:
         clustering.save(out)
+        if plot:
+            clustering.plot(Path(out) / "clusters.png")
     return clustering
+
+
+def _local_steps(clustering: Clustering, request: Request) -> dict[str, float]:
+    """Per column, the step in original units in which a centroid is carried: the standard deviation (of the
+    clustered persons: pooled over the parties if horizontal, of the linked persons if vertical) / 2^12,
+    at least the fixed point's 2^-18. Only a local run can know it: its user holds every table."""
+    blocks: dict[str, list[np.ndarray]] = {}
+    for path, (party, labels) in zip(clustering.tables, clustering.labels.items()):
+        frame = read_table(path, None)
+        if request.vertical:
+            frame = frame.set_index(frame[request.id_column].astype(str).str.strip()).loc[
+                labels[request.id_column].astype(str)]
+        own = [column for column in (request.columns or frame.columns)
+               if column != request.id_column and column in frame.columns]
+        for column in own:
+            blocks.setdefault(column, []).append(numeric_column(frame, column, path.name))
+    return {column: max(float(np.concatenate(parts).std()) / kmeans.SCALE, 2.0 ** -FRACTION_BITS)
+            for column, parts in blocks.items()}
 
 
 def _follow(committee: Any, parties: list[str], work: Path, timeout: float,
             on_progress: Callable[[str, str], None] | None) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     results: dict[str, dict[str, Any]] = {}
-    seen: dict[str, str] = {}
+    told: dict[str, int] = {party: 0 for party in parties}          # steps already passed to on_progress
+
+    def tell(party: str) -> None:
+        if on_progress is None:
+            return
+        try:
+            events = ProgressFile.of_member(work / party, party).events()
+        except ValueError:                  # a line half written just now: read it at the next poll
+            return
+        steps = [event["step"] for event in events if event["step"] in STEPS]
+        for step in steps[told[party]:]:
+            on_progress(party, step)
+        told[party] = max(told[party], len(steps))
+
     while len(results) < len(parties):
         for party in parties:
             if party not in results:
                 result = committee.poll(party)
                 if result is not None:
                     results[party] = result
-            step = ProgressFile.of_member(work / party, party).latest() if on_progress is not None else None
-            if step is not None and seen.get(party) != step:
-                seen[party] = step
-                on_progress(party, step)
+            tell(party)
         if any("error" in result for result in results.values()):
             time.sleep(3.0)     # the others stop within seconds of a peer's error; then keep what they said
             for party in parties:
@@ -432,7 +546,7 @@ def _follow(committee: Any, parties: list[str], work: Path, timeout: float,
                     committee.kill(party)
             break
         if time.monotonic() > deadline:
-            raise PranaError(f"the clustering did not finish within {timeout:g} s")
+            raise PeerTimeout(f"the clustering did not finish within {timeout:g} s")
         time.sleep(0.2)
     return results
 

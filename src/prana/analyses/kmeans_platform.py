@@ -30,7 +30,8 @@ import pandas as pd
 from prana.analyses.kmeans_jobs import STEPS, Clustering, ProgressFile, Request, assemble, labels_frame
 from prana.engine.channel import free_endpoint
 from prana.engine.local import LocalCommittee, error_for
-from prana.errors import ConfigError, MalformedMessage, PranaError
+from prana.errors import (ConfigError, MalformedMessage, PeerAborted, PeerTimeout, PranaError,
+                          UnknownName)
 from prana.files import write_private_csv
 
 ANALYSIS = "kmeans"
@@ -43,7 +44,10 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
 
     The worker's table holds only the columns the task names (the id column if vertical, the feature
     columns, or every non-id column when it names none), 0600, and is removed on every path, as is the
-    member's work folder; the station keeps only labels.csv (0600)."""
+    member's work folder; the station keeps only `<state>/tasks/<task>/labels.csv` (0600; vertical: the id
+    column and cluster of each linked person; horizontal: row, counted from 1 in the dataset's order, and
+    cluster), and names it in the audit log (labels-kept). A k that cannot make sense for the persons
+    known after linkage (more than persons / minimum group size) is refused in the member before compiling."""
     request = Request.from_dict(dict(task.get("parameters") or {}))
     committee = sorted(task["stations"])
     if len(committee) not in (2, 3):
@@ -75,7 +79,8 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     for peer in peers:
         context.record("shares-sent", kind="shares", shape=[int(result["persons"]), int(result["width"])],
                        recipient=peer, bytes=int(result["sent"].get(peer, 0)), outcome="own columns, outputs")
-    context.record("labels-kept", kind="labels", shape=[len(labels)], outcome="labels.csv")
+    context.record("labels-kept", kind="labels", shape=[len(labels)],
+                   outcome=f"tasks/{task['id']}/labels.csv in the station's state folder")
     payload = json.dumps({key: result[key] for key in ("exports", "persons", "iterations", "min_group_size",
                                                        "columns", "committee")} | {"station": context.me}).encode()
     for recipient in task["recipients"]:
@@ -105,7 +110,7 @@ def _await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:
             return {name: endpoints[name] for name in committee}
         if context.ended() or time.time() > context.deadline:
             waiting = [name for name in committee if name not in endpoints]
-            raise PranaError(f"station {waiting[0]} never joined the committee")
+            raise PeerTimeout(f"station {waiting[0]} never joined the committee", peer=waiting[0])
         time.sleep(0.3)
 
 
@@ -121,7 +126,7 @@ def _follow(context: Any, worker: LocalCommittee, progress: ProgressFile) -> dic
             context.progress(step, STEPS.index(step), LAST)
         if context.ended() or time.time() > context.deadline + 60:
             worker.kill(context.me)
-            raise PranaError("the task ended before the clustering finished")
+            raise PeerAborted("the task ended before the clustering finished")
         time.sleep(0.5)
 
 
@@ -130,13 +135,27 @@ def _follow(context: Any, worker: LocalCommittee, progress: ProgressFile) -> dic
 def submit(client: Any, *, stations: dict[str, str], request: Request, me: str, timeout: float = 1800.0,
            on_update: Callable[[dict[str, Any]], None] | None = None) -> Clustering:
     """Submit the task, follow it to the end, and reconstruct the result (centroids, sizes)."""
+    task = start(client, stations=stations, request=request, me=me, timeout=timeout)
+    return follow(client, task["id"], on_update=on_update)
+
+
+def start(client: Any, *, stations: dict[str, str], request: Request, me: str,
+          timeout: float = 1800.0) -> dict[str, Any]:
+    """Submit the task and return it at once (as the hub stores it); `follow` or `collect` later."""
     if len(stations) not in (2, 3):
         raise ConfigError(f"k-means runs on 2 or 3 stations, not {len(stations)}")
     request.check()
-    task = client.submit(ANALYSIS, stations=stations, recipients=[me], timeout=timeout,
+    return client.submit(ANALYSIS, stations=stations, recipients=[me], timeout=timeout,
                          parameters={key: value for key, value in request.__dict__.items() if value is not None})
-    client.wait(task["id"], timeout=timeout + 60, on_update=on_update)
-    return collect(client, task["id"])
+
+
+def follow(client: Any, task_id: str, *, timeout: float | None = None,
+           on_update: Callable[[dict[str, Any]], None] | None = None) -> Clustering:
+    """Wait until task `task_id` ends (by default until its deadline and a minute more), then `collect`."""
+    if timeout is None:
+        timeout = max(0.0, float(client.status(task_id)["deadline"]) - time.time()) + 60
+    client.wait(task_id, timeout=timeout, on_update=on_update)
+    return collect(client, task_id)
 
 
 def collect(client: Any, task_id: str) -> Clustering:
@@ -157,15 +176,15 @@ def collect(client: Any, task_id: str) -> Clustering:
         try:
             payloads[station] = json.loads(result.payload)
         except ValueError:
-            raise PranaError(f"the result from station {station} is not readable") from None
+            raise MalformedMessage(f"the result from station {station} is not readable", peer=station) from None
     if not payloads:
-        raise PranaError(f"task {task_id} has no k-means result for you (yet)")
+        raise UnknownName(f"task {task_id} has no k-means result for you (yet)")
     missing = [name for name in committee if name not in payloads]
     if missing:
-        raise PranaError(f"station {missing[0]} has not delivered its share of task {task_id}")
+        raise PeerAborted(f"station {missing[0]} has not delivered its share of task {task_id}", peer=missing[0])
     first = payloads[committee[0]]
     for name, payload in payloads.items():
         if payload.get("committee") != committee or payload.get("station") != name or \
                 any(payload.get(key) != first.get(key) for key in ("columns", "persons", "min_group_size")):
-            raise PranaError(f"station {name} reports other public facts about task {task_id} than the others")
+            raise MalformedMessage(f"station {name} reports other public facts about task {task_id} than the others", peer=name)
     return assemble(task_id, [payloads[name]["exports"] for name in committee], first)

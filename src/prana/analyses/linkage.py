@@ -80,18 +80,18 @@ KEY_COLUMN = "key"
 
 def check_ids(ids: Sequence[Any], source: str) -> list[str]:
     """The ids as stripped strings. A blank or repeated id is an error that names rows, never a value
-    (row numbers count the header as row 1, as a spreadsheet does)."""
+    (row 1 is the first data row, the header not counted, as everywhere in prana)."""
     cleaned = [str(value).strip() for value in ids]
     if not cleaned:
         raise InputValidationError(f"{source} has no rows to link")
     first: dict[str, int] = {}
     for index, value in enumerate(cleaned):
         if value.lower() in BLANK_IDS:
-            raise InputValidationError(f"row {index + 2} of {source} has no id; every row needs the id of its "
+            raise InputValidationError(f"row {index + 1} of {source} has no id; every row needs the id of its "
                                        "person")
         earlier = first.setdefault(value, index)
         if earlier != index:
-            raise InputValidationError(f"rows {earlier + 2} and {index + 2} of {source} have the same id; an id "
+            raise InputValidationError(f"rows {earlier + 1} and {index + 1} of {source} have the same id; an id "
                                        "column must identify each person once")
     return cleaned
 

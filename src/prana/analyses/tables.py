@@ -1,7 +1,9 @@
 """Reading and checking tabular inputs (CSV or Parquet) at the boundary.
 
-Every problem is one `InputValidationError` sentence that names the file, the column and the row (counted
-as a spreadsheet would: the header is row 1), and never quotes a cell's value.
+Every problem is one `InputValidationError` sentence that names the file, the column and the row, and never
+quotes a cell's value. Rows are counted as everywhere in prana (the station's dataset checks too): row N is the
+N-th data row, counted from 1, the header not counted, for CSV, Parquet and SQL alike. `data_row` turns a
+0-based position into that number; `ROW_OFFSET` is what `prana.engine.encoding` takes as `row_offset`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ import numpy as np
 import pandas as pd
 
 from prana.errors import InputValidationError
+
+ROW_OFFSET = 1         # row N is the N-th data row: position 0 is row 1
+
+
+def data_row(position: int) -> int:
+    """The row number users see for the 0-based data position `position`."""
+    return int(position) + ROW_OFFSET
 
 
 def read_table(path: Path | str, columns: list[str] | None) -> pd.DataFrame:
@@ -51,13 +60,13 @@ def id_column(frame: pd.DataFrame, column: str, source: Path | str, *, unique: b
     ids = frame[column].astype(str).str.strip()
     blank = (ids == "") | ids.str.lower().isin(["nan", "none", "null"])
     if blank.any():
-        raise InputValidationError(f"row {int(np.flatnonzero(blank.to_numpy())[0]) + 2} of {source}, column "
+        raise InputValidationError(f"row {data_row(np.flatnonzero(blank.to_numpy())[0])} of {source}, column "
                                    f"{column!r} has no identifier")
     if unique:
         duplicated = ids.duplicated(keep="first")
         if duplicated.any():
             row = int(np.flatnonzero(duplicated.to_numpy())[0])
-            raise InputValidationError(f"row {row + 2} of {source} repeats a {column!r} of an earlier row; "
+            raise InputValidationError(f"row {data_row(row)} of {source} repeats a {column!r} of an earlier row; "
                                        "identifiers must be unique")
     return ids.tolist()
 
@@ -73,5 +82,5 @@ def numeric_column(frame: pd.DataFrame, column: str, source: Path | str) -> np.n
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InputValidationError(f"row {row + 2} of {source}, column {column!r} is empty or not a number")
+        raise InputValidationError(f"row {data_row(row)} of {source}, column {column!r} is empty or not a number")
     return values

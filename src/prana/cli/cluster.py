@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from prana.analyses import kmeans_jobs
+from prana.analyses import kmeans_settings
 from prana.cli.output import console, errors
+from prana.cli.progress import Steps
+
+if TYPE_CHECKING:
+    from prana.analyses import kmeans_jobs
 
 app = typer.Typer(no_args_is_help=True, help=(
     "Secure k-means: cluster persons on data that several parties hold, while no party sees another's "
@@ -21,10 +26,10 @@ app = typer.Typer(no_args_is_help=True, help=(
     "The analyst gets the centroids (original units) and cluster sizes; each party gets the labels of its "
     "own rows. Clusters smaller than the minimum group size are suppressed."))
 
-STEPS = kmeans_jobs.STEPS
+STEPS = kmeans_settings.STEPS
 
 K = typer.Option(..., "--k", "-k", min=2, help="Number of clusters.")
-ITERATIONS = typer.Option(kmeans_jobs.DEFAULT_ITERATIONS, "--iterations", min=1, max=1000,
+ITERATIONS = typer.Option(kmeans_settings.DEFAULT_ITERATIONS, "--iterations", min=1, max=1000,
                           help="Lloyd iterations (the most, with --tolerance).")
 TOLERANCE = typer.Option(None, "--tolerance", min=0.0,
                          help="Stop once the centroids move less than this (squared shift, standardised units, as "
@@ -33,12 +38,12 @@ TOLERANCE = typer.Option(None, "--tolerance", min=0.0,
 INIT = typer.Option(None, "--init", help="CSV of initial centroids (one row per cluster, a column per feature, "
                                          "original units). Default: k-means++ inside the MPC on a random sample.")
 SEED = typer.Option(None, "--seed", help="Seed of the public randomness of the default initialisation.")
-MIN_GROUP = typer.Option(kmeans_jobs.DEFAULT_MIN_GROUP_SIZE, "--min-group-size", min=1,
+MIN_GROUP = typer.Option(kmeans_settings.DEFAULT_MIN_GROUP_SIZE, "--min-group-size", min=1,
                          help="Clusters with fewer persons are suppressed (no centroid, no size).")
 COLUMNS = typer.Option(None, "--columns", help="Comma-separated feature columns (default: all but the id column).")
 
 
-def clustering_table(result: kmeans_jobs.Clustering, title: str, digits: int = 3) -> Table:
+def clustering_table(result: "kmeans_jobs.Clustering", title: str, digits: int = 3) -> Table:
     """Clusters as rows; with more than 6 features, clusters as columns (it then fits a terminal)."""
     features = [column for column in result.centroids.columns if column != "cluster"]
     rows = []
@@ -70,7 +75,7 @@ def _number(value: float, digits: int) -> str:
     return f"{value:,.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
 
 
-def print_clustering(result: kmeans_jobs.Clustering, title: str) -> None:
+def print_clustering(result: "kmeans_jobs.Clustering", title: str) -> None:
     console.print(clustering_table(result, title))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -84,30 +89,35 @@ def local(data: str = typer.Option(..., "--data", help="2 or 3 tables (CSV or Pa
                                                                             "on. Leave out for horizontal data."),
           init: Optional[Path] = INIT, iterations: int = ITERATIONS, tolerance: Optional[float] = TOLERANCE,
           seed: Optional[int] = SEED, min_group_size: int = MIN_GROUP, columns: Optional[str] = COLUMNS,
-          out: Path = typer.Option(..., "--out", help="Folder for centroids.csv, sizes.csv and labels-<party>.csv."),
+          out: Path = typer.Option(..., "--out", help="Folder for centroids.csv, sizes.csv and labels-<party>.csv "
+                                                      "(the files an earlier run wrote there are replaced)."),
           plot: bool = typer.Option(True, "--plot/--no-plot", help="Also write clusters.png (each party's own "
-                                                                   "points in 2-D, with the released centroids).")
+                                                                   "points, with the released centroids).")
           ) -> None:
-    """Try it on one machine: every party as its own process (mutual TLS, ABY3 for 3 parties, CHEETAH for 2)."""
+    """Try it on one machine: every party as its own process (mutual TLS, ABY3 for 3 parties, CHEETAH for 2).
+
+    A k larger than the persons divided by the minimum group size is refused at once; a run estimated to
+    take long is announced before it starts. Without a terminal, each step of each party is one line."""
     paths = [Path(item.strip()) for item in data.split(",") if item.strip()]
     features = [item.strip() for item in columns.split(",")] if columns else None
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
-                  TimeElapsedColumn(), console=errors, transient=True) as progress:
-        bars = {party: progress.add_task(party, total=len(STEPS) - 1, step="starting")
-                for party in kmeans_jobs.party_names(paths)}
+    with Steps(errors) as steps:
+        bars: dict[str, int] = {}
 
         def update(party: str, step: str) -> None:
-            progress.update(bars[party], completed=STEPS.index(step), step=step)
+            if party not in bars:
+                bars[party] = steps.add(party, total=len(STEPS) - 1)
+            steps.update(bars[party], step, completed=STEPS.index(step))
+
+        from prana.analyses import kmeans_jobs
 
         result = kmeans_jobs.cluster_local(paths, k=k, id_column=id_column, init=init, iterations=iterations,
                                            tolerance=tolerance, seed=seed, min_group_size=min_group_size,
-                                           columns=features, on_progress=update)
+                                           columns=features, on_progress=update,
+                                           on_warning=lambda text: steps.note(f"note: {text}"))
     kind = "vertical" if id_column else "horizontal"
     print_clustering(result, f"k-means ({kind}, {len(paths)} parties): {result.persons:,} persons, k={k}, "
                              f"{result.iterations} iterations")
     written = result.save(out)
     if plot:
-        from prana.cli.plots import clusters_png
-
-        written.append(clusters_png(result, paths, id_column, out / "clusters.png", columns=features))
+        written.append(result.plot(out / "clusters.png"))
     console.print("written: " + ", ".join(str(path) for path in written))

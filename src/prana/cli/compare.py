@@ -8,10 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from prana.analyses import compare_jobs
-from prana.analyses.compare import DEFAULT_ANONYMITY
-from prana.cli.output import answers_table, console, errors
-from prana.engine.session import Timeouts
+from prana.cli.output import answers_table, console, errors, plural
 
 app = typer.Typer(no_args_is_help=True, help=(
     'The Trust Tester: answer claims such as "income(P) >= 30,000" without showing the income to the asker '
@@ -21,6 +18,7 @@ app = typer.Typer(no_args_is_help=True, help=(
 
 FEDERATION = typer.Option(..., "--federation", "-f", help="The federation file (from `prana federation init`).")
 AS_PARTY = typer.Option(..., "--as", help="The party you are, as named in the federation file.")
+DEFAULT_ANONYMITY = 1000     # prana.analyses.compare.DEFAULT_ANONYMITY (not imported here: it brings jax and SPU)
 ANONYMITY = typer.Option(DEFAULT_ANONYMITY, "--anonymity", "-k", min=1,
                          help="Anonymity set size k: the source learns only which group of at least k persons "
                               "a claim is about. 1 = the source learns whose record it is.")
@@ -35,11 +33,12 @@ STEP = typer.Option(120.0, "--step-timeout", min=1.0, help="Seconds to wait for 
 def _event(event: str, details: dict[str, Any]) -> None:
     if event == "listening":
         console.print(f"listening on [bold]{details['address']}[/]: {details['buckets']:,} buckets of at most "
-                      f"{details['bucket_size']:,} persons (anonymity set at least {details['smallest_bucket']:,})")
+                      f"{details['bucket_size']:,} persons (anonymity set at least {details['smallest_bucket']:,})",
+                      soft_wrap=True)
     elif event == "session":
-        console.print(f"session {details['session']} with [bold]{details['peer']}[/]")
+        console.print(f"session {details['session']} with [bold]{details['peer']}[/]", soft_wrap=True)
     elif event == "answered":
-        console.print(f"  answered {details['claims']:,} claims for {details['peer']}")
+        console.print(f"  answered {plural(details['claims'], 'claim')} for {details['peer']}")
     elif event == "refused":
         errors.print(f"[yellow]refused {escape(str(details.get('peer', 'a party')))}:[/] "
                      f"{escape(str(details.get('reason', '')))}", soft_wrap=True)
@@ -63,12 +62,19 @@ def serve(federation: Path = FEDERATION, me: str = AS_PARTY,
                                                      "sets across runs over the same persons; without it, every "
                                                      "run makes new ones."),
           connect_timeout: float = CONNECT, step_timeout: float = STEP) -> None:
-    """Be the source: keep the table loaded and answer verifiers' sessions until stopped (Ctrl-C)."""
+    """Be the source: keep the table loaded and answer verifiers' sessions until stopped (Ctrl-C).
+
+    It says "listening on ..." once it listens, and one line per session, per refused peer (another
+    party than --verifier, a certificate from another CA) and per failed session; a port in use is one
+    sentence and exit code 3."""
+    from prana.analyses import compare_jobs
+    from prana.engine.session import Timeouts
+
     served = compare_jobs.serve(federation, me, table, id_column=id_column, value_column=value_column,
                                 anonymity=anonymity, decimals=decimals, sessions=sessions,
                                 timeouts=Timeouts(connect_timeout, step_timeout), on_event=_event,
                                 verifier=verifier, max_claims=max_claims, secret_file=secret_file)
-    console.print(f"served {served} session(s)")
+    console.print(f"served {plural(served, 'session')}")
 
 
 @app.command()
@@ -81,9 +87,12 @@ def ask(federation: Path = FEDERATION, me: str = AS_PARTY,
         connect_timeout: float = CONNECT, step_timeout: float = STEP) -> None:
     """Be the verifier: ask one batch of claims and write yes / no / unknown per claim."""
     with console.status("asking the source..."):
+        from prana.analyses import compare_jobs
+        from prana.engine.session import Timeouts
+
         answers = compare_jobs.ask(federation, me, claims, out=out, source=source,
                                    timeouts=Timeouts(connect_timeout, step_timeout))
-    console.print(answers_table(answers, f"{len(answers)} claims answered"))
+    console.print(answers_table(answers, f"{plural(len(answers), 'claim')} answered"))
     console.print(f"written to {out}")
 
 
@@ -95,7 +104,9 @@ def local(table: Path = typer.Option(..., "--table", help="The source's table (C
           decimals: int = DECIMALS) -> None:
     """Try it in one line: both roles as two local processes over mutual TLS, with a fresh federation."""
     with console.status("running source and verifier as two processes..."):
+        from prana.analyses import compare_jobs
+
         result = compare_jobs.local(table, claims, out=out, id_column=id_column, value_column=value_column,
                                     anonymity=anonymity, decimals=decimals)
-    console.print(answers_table(result.answers, f"{len(result.answers)} claims answered in {result.seconds:.1f} s"))
+    console.print(answers_table(result.answers, f"{plural(len(result.answers), 'claim')} answered in {result.seconds:.1f} s"))
     console.print(f"written to {out}")

@@ -18,7 +18,7 @@ from typing import Iterator
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from prana.cli.output import answers_table, console
-from prana.errors import PranaError
+from prana.errors import PeerTimeout, PranaError
 
 STATION = """# The tax authority's station: its dataset with a declared schema, and its policy.
 party = "authority"
@@ -65,7 +65,7 @@ def services(root: Path, commands: dict[str, list[str]], hub_address: str) -> It
             processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         if not wait_for_port(hub_address, 60):
-            raise PranaError(f"the hub did not start listening on {hub_address} within 60 s")
+            raise PeerTimeout(f"the hub did not start listening on {hub_address} within 60 s")
         yield
     finally:
         for process in processes:

@@ -15,22 +15,34 @@ Before a peer is matched to a session it can cost the listener little: a HELLO a
 bytes is refused on its length, unread; at most MAX_HANDSHAKES connections (MAX_HANDSHAKES_PER_ADDRESS
 from one address) may be between accept and HELLO at once; at most MAX_ARRIVALS HELLOs wait for a session,
 each for at most `arrival_timeout` seconds, after which it is told so and dropped.
+
+Refusals. A listener may refuse an arrival on a policy (`Arrival.refuse(reason, policy=True)`, e.g. "this
+source answers only bank"): its ABORT frame carries `"refusal": "policy"`, sent only after mutual TLS and a
+HELLO whose party is the certificate's name, and the connecting side raises `PolicyViolation` with the
+reason at once. A connection refused before that (a certificate from another CA, a revoked one, a HELLO
+that names somebody else) is told nothing more than TLS says; the listener reports it to its `on_refusal`
+callback as one sentence, so that the serving side can say it too. A connection that closes without a word
+(a port probe) is only recorded.
+
+A port that cannot be bound (in use, not an address of this machine) is one ConfigError sentence
+(`bind_socket`), shared with the hub.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import socket
 import ssl
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from prana.config import Federation
 from prana.engine import wire
-from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, ProtocolError
+from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout, PolicyViolation, ProtocolError
 
 MAX_FRAME = 4 * 1024**3
 MAX_HELLO = 64 * 1024          # a hello: names, the purpose, an engine address and a session certificate
@@ -141,6 +153,8 @@ class Channel:
         frame = wire.decode(self._read_exact(length, deadline, step), peer=self.peer)
         if frame.kind == wire.Kind.ABORT:
             reason = str(frame.header.get("reason", "no reason given"))[:500]
+            if step == "hello" and frame.header.get("refusal") == "policy":
+                raise PolicyViolation(reason)
             raise PeerAborted(f"{self.peer} aborted during step {frame.step or step!r}: {reason}",
                               peer=self.peer, task=self.session, step=frame.step or step)
         if self.session and frame.session != self.session:
@@ -155,11 +169,14 @@ class Channel:
                                    peer=self.peer, task=self.session, step=step)
         return frame
 
-    def abort(self, step: str, reason: str) -> None:
-        """Tell the peer we stop, best effort (the peer may already be gone)."""
+    def abort(self, step: str, reason: str, *, policy: bool = False) -> None:
+        """Tell the peer we stop, best effort (the peer may already be gone). `policy` marks a refusal on a
+        policy at the hello, which the peer raises as PolicyViolation."""
+        header = {"session": self.session, "step": step, "reason": reason[:500]}
+        if policy:
+            header["refusal"] = "policy"
         try:
-            self.send(wire.Frame(wire.Kind.ABORT, {"session": self.session, "step": step,
-                                                   "reason": reason[:500]}))
+            self.send(wire.Frame(wire.Kind.ABORT, header))
         except ProtocolError:
             pass
 
@@ -177,9 +194,66 @@ def _tls_reason(exc: BaseException) -> str:
     text = str(exc)
     if "certificate revoked" in text:
         return "it refused our certificate, which the federation has revoked (crl.pem)"
-    if "unknown ca" in text or "certificate verify failed" in text or "bad certificate" in text:
+    if any(sign in text for sign in ("unknown ca", "certificate verify failed", "bad certificate", "decrypt error")):
         return "its certificate and ours are not from the same federation CA"
     return text or type(exc).__name__
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """Why a listener refused a TLS handshake, as the serving side says it; None for a connection that
+    closed or reset without presenting anything (a port probe, a health check)."""
+    text = str(exc)
+    if "certificate revoked" in text:
+        return "its certificate is revoked by this federation (crl.pem)"
+    if any(sign in text for sign in ("unknown ca", "certificate verify failed", "bad certificate", "decrypt error")):
+        return "its certificate is not from this federation's CA"    # a same-named foreign CA: decrypt error
+    if "peer did not return a certificate" in text:
+        return "it presented no certificate"
+    if "wrong version number" in text or "http request" in text:
+        return "it does not speak TLS"
+    return None
+
+
+def bind_socket(address: str, *, advice: str) -> socket.socket:
+    """A TCP socket bound to `address` (host:port), not yet listening. A port in use, or a host that is not
+    this machine's, is one ConfigError sentence that ends with `advice` (what to change)."""
+    host, port = split_address(address)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise ConfigError(f"cannot listen on {host}:{port}: {host} is not a name of this machine; "
+                          f"{advice}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    server = socket.socket(family, kind, proto)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        server.bind(sockaddr)
+    except OSError as exc:
+        server.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"the port is in use by another program; stop it or {advice}"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            reason = f"{host} is not an address of this machine; {advice}"
+        elif exc.errno == errno.EACCES:
+            reason = f"port {port} needs administrator rights; {advice}"
+        else:
+            reason = f"{exc.strerror or exc}; {advice}"
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+    return server
+
+
+def serving_as(federation: Federation, me: str) -> str | None:
+    """Our federation address if something there answers TLS with our own certificate (another process of
+    ours is serving as `me`), else None. One connection, a few seconds at most; nothing is sent."""
+    host, port = split_address(federation.party(me).address)
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as raw:
+            raw.settimeout(2.0)
+            with client_context(federation, me).wrap_socket(raw, server_hostname=host) as tls:
+                name = _common_name(tls)
+    except (OSError, ssl.SSLError, ValueError, ConfigError):
+        return None
+    return f"{host}:{port}" if name == me else None
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -201,9 +275,12 @@ def free_endpoint(host: str) -> str:
 
 def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *, timeout: float,
             certificate: str | None = None, private_key: str | None = None,
-            address: str | None = None) -> tuple[Channel, dict[str, Any]]:
+            address: str | None = None,
+            on_unreachable: Callable[[], None] | None = None) -> tuple[Channel, dict[str, Any]]:
     """Connect to `peer` (at its federation address, or `address`), retrying until it listens, and exchange
-    HELLOs. Returns the channel and the peer's hello."""
+    HELLOs. Returns the channel and the peer's hello. `on_unreachable` is called once, after the first
+    attempt that found nobody listening; it may raise to stop the retries (a mistake it can recognise).
+    A refusal on a policy at the hello raises PolicyViolation with the peer's reason."""
     host, port = split_address(address or federation.party(peer).address)
     context = client_context(federation, me, certificate, private_key)
     deadline = time.monotonic() + timeout
@@ -212,6 +289,9 @@ def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *
             raw = socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic()))
             break
         except OSError:
+            if on_unreachable is not None:
+                check, on_unreachable = on_unreachable, None
+                check()
             if time.monotonic() >= deadline:
                 raise PeerTimeout(f"{peer} is not reachable at {host}:{port} (waited {timeout:g} s)",
                                   peer=peer, task=hello.get("session"), step="hello") from None
@@ -238,7 +318,7 @@ def connect(federation: Federation, me: str, peer: str, hello: dict[str, Any], *
         channel.send(wire.Frame(wire.Kind.HELLO, {**hello, "step": "hello"}))
         reply = channel.recv(step="hello", timeout=max(0.5, deadline - time.monotonic()),
                              kinds=(wire.Kind.HELLO,), max_length=MAX_HELLO)
-    except ProtocolError:
+    except (ProtocolError, PolicyViolation):
         channel.close()
         raise
     return channel, reply.header
@@ -257,9 +337,11 @@ class Arrival:
         self.channel.send(wire.Frame(wire.Kind.HELLO, {**hello, "step": "hello"}))
         return self.channel
 
-    def refuse(self, reason: str) -> None:
+    def refuse(self, reason: str, *, policy: bool = False) -> None:
+        """Tell the peer why it is refused and close. With `policy`, the peer raises PolicyViolation (see the
+        module docstring); the reason is one sentence for the peer, naming nothing of anybody's data."""
         self.channel.session = str(self.hello.get("session", ""))
-        self.channel.abort("hello", reason)
+        self.channel.abort("hello", reason, policy=policy)
         self.channel.close()
 
 
@@ -269,24 +351,22 @@ class Listener:
     Connections that fail the TLS handshake (a foreign certificate, a port scanner), send an oversized or
     malformed HELLO, or say HELLO for a session that nobody here waits for within `arrival_timeout`
     seconds (default: `handshake_timeout`) are recorded in `refusals` and dropped; `wait` reports the
-    latest if the party it waits for never arrives.
+    latest if the party it waits for never arrives. A refused certificate or a HELLO that names somebody
+    else is also told to `on_refusal(who, reason)` ("a connection from 127.0.0.1:5050", "its certificate is
+    not from this federation's CA"), from the listener's own thread.
     """
 
     def __init__(self, federation: Federation, me: str, *, handshake_timeout: float = 10.0,
-                 address: str | None = None, arrival_timeout: float | None = None) -> None:
+                 address: str | None = None, arrival_timeout: float | None = None,
+                 on_refusal: Callable[[str, str], None] | None = None) -> None:
         self.federation = federation
         self.me = me
         self.handshake_timeout = handshake_timeout
         self.arrival_timeout = handshake_timeout if arrival_timeout is None else arrival_timeout
+        self.on_refusal = on_refusal
         self.context = server_context(federation, me)
-        host, port = split_address(address or federation.party(me).address)
-        self._server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._server.bind((host, port))
-        except OSError as exc:
-            self._server.close()
-            raise ConfigError(f"{me} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        advice = f"change {me}'s address in federation.toml" if address is None else "choose another port"
+        self._server = bind_socket(address or federation.party(me).address, advice=advice)
         self._server.listen(64)
         self._server.settimeout(0.2)
         self._changed = threading.Condition()
@@ -346,6 +426,9 @@ class Listener:
         except (OSError, ssl.SSLError) as exc:
             self.refusals.append(f"a connection from {address[0]} was refused: {_tls_reason(exc)}")
             raw.close()
+            reason = refusal_reason(exc)
+            if reason is not None:
+                self._tell_refusal(f"a connection from {address[0]}:{address[1]}", reason)
             return None
         name = _common_name(sock)
         channel = Channel(sock, name or f"{address[0]}:{address[1]}")
@@ -364,8 +447,17 @@ class Listener:
                                    f"{frame.header.get('party')!r}")
             channel.close()
             self.refusals.append(f"a peer with the certificate of {name!r} claimed another name")
+            self._tell_refusal(f"{name} from {address[0]}:{address[1]}", "its hello claims another party's name")
             return None
         return Arrival(channel, frame.header)
+
+    def _tell_refusal(self, who: str, reason: str) -> None:
+        if self.on_refusal is None:
+            return
+        try:
+            self.on_refusal(who, reason)
+        except Exception:  # noqa: BLE001 - a reporting callback must never take the listener down
+            pass
 
     def _expire(self) -> None:
         """Tell arrivals that waited longer than `arrival_timeout` that nobody came, and drop them."""

@@ -1,7 +1,9 @@
 """Explicit encodings of real-world numbers into the integers the MPC ring holds, with range checks.
 
 An encoding is declared once per input column. `encode` checks every value *before* anything is shared
-and raises `InputValidationError` naming the column and the row (never the value). Two kinds:
+and raises `InputValidationError` naming the column and the row (never the value). Rows are positions in
+the array plus `row_offset`: callers that read a file pass `row_offset=1`, so that "row N" is the N-th data
+row, counted from 1, the header not counted (the convention of every prana message). Two kinds:
 
 - `IntegerEncoding(decimals=d, minimum=a, maximum=b)`: x is stored as round(x * 10**d), which must be an
   exact integer (a cell with more decimals than declared is refused, not silently rounded) and lie in
@@ -64,8 +66,9 @@ class IntegerEncoding:
         return self.minimum / self.scale
 
     def encode(self, values: np.ndarray, *, column: str, source: str | None = None,
-               row_offset: int = 0) -> np.ndarray:
-        """Scale, check and convert. Rows are counted from `row_offset` in messages."""
+               row_offset: int = 0, decimals_advice: str = "") -> np.ndarray:
+        """Scale, check and convert. Rows are counted from `row_offset` in messages; `decimals_advice` ends
+        the sentence for a value with too many decimals (what the user can change, e.g. "raise --decimals")."""
         array = np.asarray(values)
         if array.dtype.kind not in "iuf":
             raise InputValidationError(f"column {column!r}{' of ' + source if source else ''} is not numeric")
@@ -81,8 +84,9 @@ class IntegerEncoding:
             scaled_float = np.round(raw)
             inexact = np.abs(raw - scaled_float) > 1e-6 * np.maximum(1.0, np.abs(raw))
             if inexact.any():
+                advice = f"; {decimals_advice}" if decimals_advice else ""
                 raise InputValidationError(f"{_where(column, source, _first(inexact), row_offset)} has more than "
-                                           f"{self.decimals} decimals")
+                                           f"{self.decimals} decimals{advice}")
             too_big = np.abs(scaled_float) >= 2.0**63
             if too_big.any():
                 raise InputValidationError(f"{_where(column, source, _first(too_big), row_offset)} is outside the "

@@ -108,7 +108,9 @@ class CommitteeSession:
     `purpose` is what every member must agree on before anything is shared (the analysis name, its
     version and public parameters). `listener` may be shared by a long-running service; otherwise the
     session opens its own on this party's federation address. `arrivals` lets a service hand over peers
-    that already said HELLO to it.
+    that already said HELLO to it. `on_unreachable(peer)` is called once per peer this party connects to,
+    when the first attempt finds nobody listening; it may raise to stop at once on a mistake it recognises
+    (see `channel.connect`).
     """
 
     federation: Federation
@@ -123,6 +125,7 @@ class CommitteeSession:
     arrivals: dict[str, Arrival] = field(default_factory=dict)
     on_event: Callable[[str, dict[str, Any]], None] | None = None
     addresses: dict[str, str] = field(default_factory=dict)
+    on_unreachable: Callable[[str], None] | None = None
     peers: dict[str, Channel] = field(default_factory=dict, init=False)
     peer_hellos: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
     clients: dict[str, Channel] = field(default_factory=dict, init=False)
@@ -188,8 +191,10 @@ class CommitteeSession:
                     continue
                 arrival = None
                 if self.committee.index(peer) < self.rank:
+                    check = self.on_unreachable
                     channel, reply = connect(self.federation, self.me, peer, hello, timeout=self.timeouts.connect,
-                                             address=self.addresses.get(peer))
+                                             address=self.addresses.get(peer),
+                                             on_unreachable=None if check is None else (lambda p=peer: check(p)))
                 else:
                     arrival = self.arrivals.pop(peer, None) or self.listener.wait(
                         party=peer, session=self.session, timeout=self.timeouts.connect)

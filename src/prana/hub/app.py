@@ -10,6 +10,7 @@ federation CA); the certificate's common name is the analyst's or station's name
                                                          the head of its audit log (kept as an anchor)
     GET     /station/anchor               station        the newest audit head this station reported
     POST    /tasks/{id}/cancel            requester      give up: the task fails with the requester's reason
+                                                         (a station or recipient of it is refused: 403)
     PUT     /tasks/{id}/results/{r}/{n}   station        a result sealed to recipient r (the hub cannot open it)
     GET     /tasks/{id}/results           recipient      the sealed results addressed to the caller
 
@@ -202,7 +203,13 @@ def create_app(store: Store, *, known: set[str] | None = None, federation: Any =
 
     @app.post("/tasks/{task_id}/cancel")
     async def cancel(task_id: str, body: CancelRequest, request: Request) -> dict[str, Any]:
-        task = await asyncio.to_thread(store.cancel, task_id, peer(request), body.reason)
+        name = peer(request)
+        known_task = await asyncio.to_thread(store.get, task_id)
+        if known_task is None or not visible(known_task, name):     # an outsider learns nothing of it
+            raise HTTPException(404, f"there is no task {task_id} of yours")
+        if known_task["requester"] != name:
+            raise HTTPException(403, f"only {known_task['requester']}, who submitted task {task_id}, can cancel it")
+        task = await asyncio.to_thread(store.cancel, task_id, name, body.reason)
         if task is None:
             raise HTTPException(404, f"there is no task {task_id} of yours")
         return task

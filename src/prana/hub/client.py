@@ -15,7 +15,8 @@ from typing import Any, Callable
 import httpx
 
 from prana.config import Federation
-from prana.errors import ConfigError, PeerAborted, PeerTimeout, PolicyViolation, PranaError, ProtocolError
+from prana.errors import ConfigError, PeerAborted, PeerTimeout, PolicyViolation, ProtocolError, UnknownName
+from prana.hub.reasons import timed_out
 from prana.pki import FederationContext, KeyPair, apply_revocation, sealing_pair
 
 TERMINAL = ("done", "failed", "refused")
@@ -29,7 +30,7 @@ class Client:
     the federation's revocation list is refused too.
     """
 
-    def __init__(self, hub: str, *, federation: str | Path | Federation, me: str,
+    def __init__(self, hub: str | None, *, federation: str | Path | Federation, me: str,
                  certificate: str | Path | None = None, private_key: str | Path | None = None,
                  timeout: float = 30.0, hub_name: str = "hub") -> None:
         loaded = federation if isinstance(federation, Federation) else Federation.load(federation)
@@ -38,6 +39,7 @@ class Client:
         if not Path(certificate).is_file() or not Path(str(private_key)).is_file():
             raise ConfigError(f"the certificate or key of {me!r} is missing")
         loaded.party(hub_name)
+        hub = hub or loaded.hub_url(hub_name)         # by default, where the federation says the hub listens
         self.hub, self.me, self.hub_name = hub.rstrip("/"), me, hub_name
         self.federation = loaded
         self._key = str(private_key)
@@ -78,6 +80,8 @@ class Client:
                 detail = response.text[:200]
             if isinstance(detail, list):
                 detail = "; ".join(f"{'.'.join(map(str, item.get('loc', [])))}: {item.get('msg')}" for item in detail)
+            if response.status_code == 404:       # a task id (or anchor) that names nothing: the user's input
+                raise UnknownName(f"the hub says: {detail}")
             raise ProtocolError(f"the hub refused the request: {detail}", peer="hub")
         return response
 
@@ -130,11 +134,7 @@ class Client:
             if time.monotonic() > deadline:
                 raise PeerTimeout(f"task {task_id} is still {task['state']} after {timeout:g} s", task=task_id)
             time.sleep(every)
-        if task["state"] == "refused":
-            raise PolicyViolation(f"task {task_id} was refused by {task['reason']}")
-        if task["state"] == "failed":
-            raise PranaError(f"task {task_id} failed: {task['reason']}")
-        return task
+        return raise_for_state(task)
 
     def cancel(self, task_id: str, reason: str) -> dict[str, Any]:
         return self._call("POST", f"/tasks/{task_id}/cancel", json={"reason": reason[:1000]})
@@ -208,6 +208,20 @@ class Client:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
+
+
+def raise_for_state(task: dict[str, Any]) -> dict[str, Any]:
+    """The task itself, unless it was refused (PolicyViolation), ran out of time (PeerTimeout: no operator
+    decided, or it did not finish, before its deadline) or failed otherwise (PeerAborted), with the hub's
+    reason."""
+    task_id = task["id"]
+    if task["state"] == "refused":
+        raise PolicyViolation(f"task {task_id} was refused by {task['reason']}")
+    if task["state"] == "failed":
+        if timed_out(task["reason"]):
+            raise PeerTimeout(f"task {task_id} ran out of time: {task['reason']}", task=task_id)
+        raise PeerAborted(f"task {task_id} failed: {task['reason']}", task=task_id)
+    return task
 
 
 class _HubContext(FederationContext):

@@ -6,18 +6,23 @@ ASGI scope's state of every request on that connection, where `prana.hub.app.pee
 federation (`identified(federation)`), it also checks the certificate's serial against the federation's
 crl.pem before every request: a revoked caller gets no name, only the refusal sentence (403), and a
 revocation takes effect at once, on open connections too, without restarting the hub.
+
+`serve_hub` binds the hub's port itself before uvicorn starts, so that a port in use or an address that is
+not this machine's is one ConfigError sentence (`prana.engine.channel.bind_socket`), not uvicorn's log
+line and exit; and it calls `on_listening` only once uvicorn serves on that socket.
 """
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from prana.config import Federation
+from prana.engine.channel import bind_socket
 from prana.errors import ConfigError
 from prana.hub.app import create_app
 from prana.hub.store import Store
@@ -78,5 +83,30 @@ def hub_config(federation: Federation, me: str, *, database: str | None, state_d
                           http=identified(federation), log_level=log_level, access_log=False, lifespan="on")
 
 
-def serve_hub(federation: Federation, me: str, *, database: str | None, state_dir: Path, **options: Any) -> None:
-    uvicorn.Server(hub_config(federation, me, database=database, state_dir=state_dir, **options)).run()
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server that calls `on_listening` once its socket serves (after the app's startup)."""
+
+    on_listening: Callable[[], None] | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self.on_listening is not None:
+            self.on_listening()
+
+
+def serve_hub(federation: Federation, me: str, *, database: str | None, state_dir: Path,
+              on_listening: Callable[[], None] | None = None, **options: Any) -> None:
+    """Run the hub until stopped. The port is bound first: a port in use is a ConfigError before anything
+    else starts; `on_listening` is called once the hub accepts connections."""
+    address = federation.party(me).address
+    host, port = options.get("host"), options.get("port")
+    if host is not None or port is not None:
+        default_host, _, default_port = address.rpartition(":")
+        address = f"{host or default_host}:{port or default_port}"
+    sock = bind_socket(address, advice=f"change {'the hub' if me == 'hub' else me}'s address in federation.toml")
+    try:
+        server = _AnnouncingServer(hub_config(federation, me, database=database, state_dir=state_dir, **options))
+        server.on_listening = on_listening
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

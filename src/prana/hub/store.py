@@ -21,6 +21,7 @@ from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text, cr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from prana.hub.reasons import NO_DECISION, PAST_DEADLINE
 from prana.signed import parse_task
 
 TERMINAL = ("done", "failed", "refused")
@@ -247,16 +248,20 @@ class Store:
             return [{"name": row.name, "sender": row.sender, "sealed": row.sealed} for row in rows]
 
     def expire(self) -> list[str]:
-        """Fail every unfinished task past its deadline; the reason names the stations that did not finish."""
+        """Fail every unfinished task past its deadline. The reason names the stations that did not finish,
+        and says why: a station still waiting for its operator gets NO_DECISION, any other PAST_DEADLINE."""
         failed = []
         with self.session() as db, db.begin():
             for task in db.scalars(select(Task).where(Task.state.not_in(TERMINAL), Task.deadline < now())).all():
-                late = [part.station for part in task.parts if part.state not in TERMINAL]
+                late: dict[str, list[str]] = {}
                 for part in task.parts:
                     if part.state not in TERMINAL:
-                        part.state, part.reason = "failed", "did not finish before the task's deadline"
+                        reason = NO_DECISION if part.state == "awaiting-approval" else PAST_DEADLINE
+                        late.setdefault(reason, []).append(part.station)
+                        part.state, part.reason = "failed", reason
                 task.state = "failed"
-                task.reason = f"station {', '.join(late)} did not answer in time" if late else "timed out"
+                task.reason = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in late.items()) \
+                    if late else PAST_DEADLINE
                 task.updated = now()
                 failed.append(task.id)
         return failed

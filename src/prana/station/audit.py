@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from prana.errors import InputValidationError, PranaError
@@ -344,4 +346,61 @@ def audit_table(entries: list[AuditEntry], *, title: str = "Audit log", compact:
                  "kind/shape": _short(entry.kind + shape, 20), "recipient": _short(entry.recipient, 20),
                  "bytes": f"{entry.bytes:,}", "outcome": _short(entry.outcome, 40)}
         table.add_row(*(cells[name] for name in names))
+    return table
+
+
+# -- the operator's view: `prana station audit` (80 columns), --json and --csv -------------------------------
+
+SHORT_TASK = 12          # characters of a task id in tables; the full id is in --json and --csv
+CSV_FIELDS = ("seq", "time", "event", "task", "analysis", "requester", "dataset", "kind", "shape", "recipient",
+              "bytes", "outcome", "prev", "hash")
+
+
+def audit_records(entries: list[AuditEntry]) -> list[dict[str, Any]]:
+    """The entries as plain dictionaries with every field in full (for --json)."""
+    return [entry.model_dump() for entry in entries]
+
+
+def audit_csv_rows(entries: list[AuditEntry]) -> list[list[str]]:
+    """The header and one row per entry, every field in full; a shape is written as 1200x2 (for --csv)."""
+    rows = [list(CSV_FIELDS)]
+    for entry in entries:
+        data = entry.model_dump()
+        data["shape"] = "" if entry.shape is None else ("x".join(map(str, entry.shape)) or "scalar")
+        rows.append([str(data[name]) for name in CSV_FIELDS])
+    return rows
+
+
+def audit_listing(entries: list[AuditEntry], *, title: str = "Audit log") -> Table:
+    """The entries as a table that fits 80 columns: seq, time (the date above it when it changes), event,
+    the task id's first 12 characters, and the rest of the entry as folded lines (what the task is, the first
+    time it appears; what was sent to whom and how many bytes; the outcome, cut at 120 characters)."""
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("time", no_wrap=True, min_width=8)
+    table.add_column("event", no_wrap=True)
+    table.add_column("task", no_wrap=True, min_width=4)
+    table.add_column("details", overflow="fold", ratio=1, min_width=20)
+    date, described = "", set()
+    for entry in entries:
+        day, clock = entry.time[:10], entry.time[11:19]
+        when = clock if day == date else f"{day}\n{clock}"
+        date = day
+        lines = []
+        if entry.task not in described and (entry.analysis or entry.requester or entry.dataset):
+            described.add(entry.task)
+            what = " ".join(part for part in (entry.analysis, entry.requester and f"for {entry.requester}",
+                                              entry.dataset and f"on {entry.dataset}") if part)
+            lines.append(what)
+        if entry.kind != "none":
+            shape = "" if entry.shape is None else " " + ("×".join(map(str, entry.shape)) or "scalar")
+            sent = entry.kind + shape + (f" to {entry.recipient}" if entry.recipient else "")
+            lines.append(sent + (f", {entry.bytes:,} bytes" if entry.bytes else ""))
+        elif entry.recipient:
+            lines.append(f"recipients: {entry.recipient}")
+        if entry.outcome:
+            lines.append(_short(entry.outcome, 120))
+        table.add_row(str(entry.seq), when, escape(entry.event), escape(entry.task[:SHORT_TASK]),
+                      escape("\n".join(lines)))
     return table

@@ -1,14 +1,21 @@
 """A station's configuration: its datasets with their declared schemas, and its policy.
 
+`prana station init --federation F --as NAME --dataset NAME=FILE` writes both files for you, with the schema
+inferred from each file and a policy that allows nothing yet. Written by hand, they look like this.
+
+Every relative path (`federation`, `state_dir`, `policy`, a dataset's `path`) is relative to the folder of
+`station.toml`, wherever the station is started from. Here the folder holds station.toml, policy.toml,
+incomes.csv and the federation's folder fed/.
+
 `station.toml`:
 
     party = "authority"                       # this station's party in the federation
-    federation = "fed/federation.toml"
-    hub = "https://127.0.0.1:8443"
-    state_dir = "state"                       # audit log, approvals, work files
+    federation = "fed/federation.toml"        # relative to this file's folder
+    state_dir = "state"                       # audit log, approvals, work files (created at start)
     policy = "policy.toml"
-    api = "127.0.0.1:61100"                   # optional: the operators' API (approvals, audit)
-    operators = ["alice"]                     # certificate names allowed to use it
+    # hub = "https://hub.example.org:61000"   # optional: by default https://<address of the party "hub">
+    # api = "127.0.0.1:61100"                 # optional: the operators' API (approvals, audit) ...
+    # operators = ["alice"]                   # ... and the certificate names allowed to use it
 
     [datasets.incomes]
     path = "incomes.csv"                      # a CSV or Parquet file ...
@@ -16,7 +23,7 @@
     # query = "SELECT person_id, income FROM incomes"
 
     [datasets.incomes.columns.person_id]
-    type = "id"
+    type = "id"                               # id, integer, float, category (with values) or string
     [datasets.incomes.columns.income]
     type = "integer"
     min = 0
@@ -40,7 +47,13 @@
 rule without it sits on no committee, so neither a requester nor the hub can pair the dataset with a station
 it controls. The per-analysis tables are checked against the analysis's `Limits` when the station starts.
 
-Relative paths are relative to the file that names them.
+The hub: without `hub`, the station calls `https://<address>` of the federation's party named "hub", which is
+where `prana hub start` listens. Set `hub` only when the hub is reached under another name (a proxy).
+
+At `prana station start` every dataset is read once and checked against its declared columns
+(`prana.station.datasets.check_datasets`); a missing file or a row that breaks the schema stops the start
+with one sentence. Rows are counted as everywhere in prana: row 1 is the first data row (the header is not
+counted), in CSV, Parquet and SQL alike.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from prana.config import Federation
 from prana.errors import ConfigError
 
 
@@ -135,8 +149,18 @@ class StationConfig(BaseModel):
     rules: dict[str, PolicyRule] = Field(default_factory=dict, exclude=True)
 
     def resolve(self, relative: str) -> Path:
+        """A path of this file (relative ones are relative to the folder of station.toml)."""
         path = Path(relative)
         return path if path.is_absolute() else self.root / path
+
+    def hub_url(self, federation: Federation) -> str:
+        """The hub's URL: `hub` when set, else https://<address of the federation's party "hub">."""
+        if self.hub:
+            return self.hub.rstrip("/")
+        if "hub" not in federation.parties:
+            raise ConfigError(f"station.toml names no hub, and federation {federation.name!r} has no party "
+                              '"hub" to take its address from; add hub = "https://HOST:PORT" to station.toml')
+        return f"https://{federation.parties['hub'].address}"
 
     @property
     def state_path(self) -> Path:

@@ -1,7 +1,11 @@
 """Loading a registered dataset and checking it against its declared schema.
 
 A dataset that does not match is refused before anything is computed, with one sentence that names the
-dataset, the column and the problem (and the first offending row), never a cell's value.
+dataset, the column and the problem (and the first offending row), never a cell's value. Rows are counted as
+everywhere in prana: row 1 is the first data row, the header not counted (CSV, Parquet and SQL alike).
+
+`check_datasets` runs at `prana station start`: every dataset is read and checked once, so that a missing
+file (ConfigError) or a broken schema (InputValidationError) stops the start instead of a task later.
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ def load_dataset(config: StationConfig, name: str) -> pd.DataFrame:
     return validate(frame, spec, name)
 
 
+def check_datasets(config: StationConfig) -> dict[str, int]:
+    """Read and check every registered dataset once; its number of rows by name. The first problem raises."""
+    return {name: len(load_dataset(config, name)) for name in config.datasets}
+
+
 def _read(config: StationConfig, name: str, spec: DatasetSpec) -> pd.DataFrame:
     if spec.path is not None:
-        return read_table(config.resolve(spec.path), None)
+        path = config.resolve(spec.path)
+        if not path.is_file():
+            raise ConfigError(f"dataset {name!r}: its file {path} does not exist")
+        return read_table(path, None)
     import sqlalchemy
 
     try:
@@ -41,6 +53,7 @@ def _read(config: StationConfig, name: str, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def _row(mask: np.ndarray) -> int:
+    """The first marked row, counted from 1 (the first data row)."""
     return int(np.flatnonzero(mask)[0]) + 1
 
 

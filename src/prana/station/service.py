@@ -12,7 +12,8 @@ only once (a replayed task is refused). The committee is the signed task's; the 
 and the analysis's own limits judge the parameters (`prana.analyses.registry.policy_role`), before any
 approval is asked.
 
-Per task, in the audit log: task-received, then either task-refused / policy-refused / rejected / expired,
+Per task, in the audit log: task-received, then either task-refused / policy-refused / rejected / expired /
+ended (cancelled by its requester while it waited for approval),
 or approved, sharing (written *before* any share leaves: to whom), the analysis's own entries (shares-sent,
 output-sent, ...) and task-done or task-failed. Every report to the hub carries the log's head, which the hub
 keeps as an anchor (`prana station audit --verify --hub`).
@@ -44,12 +45,25 @@ from prana.analyses.registry import policy_role, run_at_station, station_role
 from prana.config import Federation
 from prana.errors import ConfigError, InputValidationError, MalformedMessage, PolicyViolation, PranaError
 from prana.hub.client import Client
+from prana.hub.reasons import NO_DECISION
 from prana.signed import check_task_id, open_task, verified_certificate
 from prana.station.audit import AuditLog
 from prana.station.budget import Budget
 from prana.station.config import StationConfig
-from prana.station.datasets import load_dataset
+from prana.station.datasets import check_datasets, load_dataset
 from prana.station.policy import TaskRequest, check
+
+
+RETRY_FIRST, RETRY_MAX = 2.0, 60.0           # seconds between polls of an unreachable hub: 2, 4, 8 ... 60
+
+
+def unreachable_reason(error: PranaError, hub: str) -> str:
+    """Why a poll failed, without the hub's address that the sentence around it already names."""
+    text = str(error)
+    for prefix in (f"cannot reach the hub at {hub}: ", f"the hub at {hub} "):
+        if text.startswith(prefix):
+            return text[len(prefix):] if prefix.endswith(": ") else "it " + text[len(prefix):]
+    return text
 
 
 class Approvals:
@@ -75,8 +89,18 @@ class Approvals:
         temporary.replace(self._path(task_id))
 
     def pending(self) -> list[dict[str, Any]]:
+        """The tasks an operator can still decide: undecided, and before their deadline."""
         records = [json.loads(path.read_text()) for path in sorted(self.directory.glob("*.json"))]
-        return [record for record in records if record["decision"] == "pending"]
+        now = time.time()
+        return [record for record in records if record["decision"] == "pending"
+                and not (record.get("deadline") and now > record["deadline"])]
+
+    def close(self, task_id: str, decision: str, reason: str) -> None:
+        """The station's own end of a wait (expired, cancelled): the record leaves `pending`."""
+        record = self.decision(task_id)
+        if record["decision"] == "pending":
+            record.update(decision=decision, reason=reason, decided=time.time())
+            self._write(task_id, record)
 
     def decide(self, task_id: str, decision: str, reason: str = "") -> dict[str, Any]:
         path = self._path(task_id)
@@ -159,11 +183,10 @@ class Station:
     on_event: Callable[[str, dict[str, Any]], None] = field(default=lambda event, details: None)
 
     def __post_init__(self) -> None:
-        if not self.config.hub:
-            raise ConfigError("the station configuration names no hub")
         self.federation = Federation.load(self.config.resolve(self.config.federation))
         self.federation.party(self.config.party)
-        self.client = Client(self.config.hub, federation=self.federation, me=self.config.party)
+        self.hub = self.config.hub_url(self.federation)
+        self.client = Client(self.hub, federation=self.federation, me=self.config.party)
         state = self.config.state_path
         state.mkdir(parents=True, exist_ok=True)
         self.audit = AuditLog(state / "audit.jsonl")
@@ -195,22 +218,42 @@ class Station:
         """Report to the hub, with the audit log's head as its anchor."""
         return self.client.report(task["id"], state, audit_head=self.audit.head(), **details)
 
+    def check(self) -> dict[str, int]:
+        """The start-up checks: read every dataset once and check it against its schema (its rows by name).
+        A missing file raises ConfigError, a row that breaks the schema InputValidationError; both name the
+        dataset. `run` calls this first unless it has been done."""
+        rows = check_datasets(self.config)
+        self._checked = True
+        return rows
+
     def run(self, stop: threading.Event | None = None, *, max_tasks: int | None = None) -> None:
         """Poll the hub and handle tasks (each in its own thread) until `stop` is set. Sets the process's umask
-        to 077 (every work file is private) and removes work folders that a killed station left behind."""
+        to 077 (every work file is private) and removes work folders that a killed station left behind.
+
+        Events for `on_event`: "hub-reachable" after the first successful poll ({"hub", "first": True}) and
+        after an outage ({"first": False}), once each time; "hub-unreachable" after every failed poll
+        ({"hub", "error", "retry_in"}), retried after 2, 4, 8 ... at most 60 s."""
+        if not getattr(self, "_checked", False):
+            self.check()
         os.umask(0o077)
         if self.scratch.is_dir():
             for leftover in self.scratch.iterdir():
                 shutil.rmtree(leftover, ignore_errors=True)
         stop = stop or threading.Event()
-        handled = 0
+        handled, delay, reachable = 0, RETRY_FIRST, None
         while not stop.is_set() and (max_tasks is None or handled < max_tasks):
-            try:
-                tasks = self.client.poll(wait=self.poll_wait)
+            try:                  # a quick first poll (and one after an outage) says at once that the hub is there
+                tasks = self.client.poll(wait=self.poll_wait if reachable else 0.0)
             except PranaError as exc:
-                self.on_event("hub-unreachable", {"error": str(exc)})
-                stop.wait(2.0)
+                self.on_event("hub-unreachable", {"hub": self.hub, "error": unreachable_reason(exc, self.hub),
+                                                  "retry_in": delay})
+                reachable = False
+                stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
+            if not reachable:
+                self.on_event("hub-reachable", {"hub": self.hub, "first": reachable is None})
+                reachable, delay = True, RETRY_FIRST
             for task in tasks:
                 handled += 1
                 thread = threading.Thread(target=self.handle, args=(task,), daemon=True)
@@ -275,8 +318,13 @@ class Station:
             self._report(task, "awaiting-approval")
             verdict = self._await_decision(task)
             if verdict["decision"] == "expired":
+                self.approvals.close(task["id"], "expired", NO_DECISION)
                 self.audit_event(task, "expired", outcome="no decision before the task's deadline")
-                self._report(task, "failed", "no operator decided before the task's deadline")
+                self._report(task, "failed", NO_DECISION)
+                return
+            if verdict["decision"] == "ended":
+                self.approvals.close(task["id"], "ended", verdict["reason"])
+                self.audit_event(task, "ended", outcome=verdict["reason"][:500])
                 return
             if verdict["decision"] != "approved":
                 reason = f"rejected by the operator of {self.config.party}" + \
@@ -325,11 +373,23 @@ class Station:
         self.audit_event(task, "task-done", outcome=", ".join(f"{key} {value}" for key, value in outcome.items())[:500])
         self._report(task, "done")
 
-    def _await_decision(self, task: dict[str, Any]) -> dict[str, Any]:
+    def _await_decision(self, task: dict[str, Any], check_every: float = 3.0) -> dict[str, Any]:
+        """The operator's decision; or "expired" at the deadline; or "ended" when the task ended at the hub
+        meanwhile (the requester cancelled it), checked every `check_every` s."""
+        checked = time.monotonic()
         while time.time() < task["deadline"]:
             verdict = self.approvals.decision(task["id"])
             if verdict["decision"] != "pending":
                 return verdict
+            if time.monotonic() - checked > check_every:
+                checked = time.monotonic()
+                try:
+                    state = self.client.status(task["id"])
+                except PranaError:
+                    state = {}
+                if state.get("state") in ("done", "failed", "refused"):
+                    return {"decision": "ended", "reason": f"the task ended at the hub while it waited for "
+                                                           f"approval: {state.get('reason', '')}"}
             time.sleep(0.3)
         return {"decision": "expired", "reason": "no decision before the task's deadline"}
 
