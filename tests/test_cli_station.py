@@ -358,3 +358,28 @@ def test_the_docstring_example_runs_as_written(tmp_path, monkeypatch):
     assert station.check() == {"incomes": 50}
     assert config.rules["incomes"].limits["compare"]["min_anonymity"] == 1000
     assert station.hub == "https://" + Federation.load(tmp_path / "fed" / "federation.toml").party("hub").address
+
+
+def test_approve_and_reject_take_the_short_id_that_the_tables_show(tmp_path, federation):
+    (tmp_path / "station.toml").write_text(STATION.format(federation=federation, path="incomes.csv"))
+    (tmp_path / "policy.toml").write_text("[incomes]\n")
+    approvals = Approvals(tmp_path / "state" / "approvals")
+    first, second, third = "0123456789abcdef01234567", "0123456789ab00000000ffff", "fedcba9876543210fedcba98"
+    for task_id in (first, second, third):
+        approvals.request({"id": task_id, "analysis": "compare", "requester": "bank", "dataset": "incomes",
+                           "recipients": ["bank"], "deadline": time.time() + 600, "parameters": {"claims": 1}},
+                          [("claims", "1")])
+    ambiguous, approved, rejected, unknown = _run_all(
+        tmp_path, ["station", "approve", "0123456789ab", "--config", "station.toml"],
+        ["station", "approve", "0123456789abc", "--config", "station.toml"],
+        ["station", "reject", "fedcba", "--config", "station.toml", "--reason", "no"],
+        ["station", "approve", "abcdef", "--config", "station.toml"])
+    assert ambiguous.returncode == 3
+    assert "2 tasks here start with 0123456789ab; give more of the id" in ambiguous.stderr
+    assert approved.returncode == 0 and approved.stdout.strip() == f"task {first} approved"
+    assert rejected.returncode == 0 and rejected.stdout.strip() == f"task {third} rejected"
+    assert unknown.returncode == 3
+    assert "no task starting with abcdef is waiting for approval at this station" in unknown.stderr
+    assert approvals.decision(first)["decision"] == "approved"
+    assert approvals.decision(second)["decision"] == "pending"
+    assert approvals.decision(third)["decision"] == "rejected"

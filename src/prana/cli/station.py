@@ -132,26 +132,28 @@ def station_pending(config: Path = CONFIG,
 
 
 @app.command("approve")
-def station_approve(task: str = typer.Argument(..., help="The task id."), config: Path = CONFIG) -> None:
+def station_approve(task: str = typer.Argument(..., help="The task id, or its first 6 or more characters."),
+                    config: Path = CONFIG) -> None:
     """Approve a waiting task: the station then runs it."""
     from prana.station.config import StationConfig
     from prana.station.service import Approvals
 
     loaded = StationConfig.load(config)
-    Approvals(loaded.state_path / "approvals").decide(task, "approved")
-    console.print(f"task {task} approved")
+    record = Approvals(loaded.state_path / "approvals").decide(task, "approved")
+    console.print(f"task {record['task']} approved")
 
 
 @app.command("reject")
-def station_reject(task: str = typer.Argument(..., help="The task id."), config: Path = CONFIG,
+def station_reject(task: str = typer.Argument(..., help="The task id, or its first 6 or more characters."),
+                   config: Path = CONFIG,
                    reason: str = typer.Option("", "--reason", help="Told to the analyst.")) -> None:
     """Reject a waiting task: nothing is sent, and the analyst sees the reason."""
     from prana.station.config import StationConfig
     from prana.station.service import Approvals
 
     loaded = StationConfig.load(config)
-    Approvals(loaded.state_path / "approvals").decide(task, "rejected", reason)
-    console.print(f"task {task} rejected")
+    record = Approvals(loaded.state_path / "approvals").decide(task, "rejected", reason)
+    console.print(f"task {record['task']} rejected")
 
 
 @app.command("audit")

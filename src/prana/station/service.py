@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -102,7 +103,21 @@ class Approvals:
             record.update(decision=decision, reason=reason, decided=time.time())
             self._write(task_id, record)
 
+    def resolve(self, given: str) -> str:
+        """The full id of the task that `given` names: the id itself, or its first 6 to 23 characters (as the
+        tables show 12) when exactly one task here starts with them."""
+        given = given.strip().lower()
+        if len(given) >= 24 or not re.fullmatch(r"[0-9a-f]{6,23}", given):
+            return check_task_id(given)
+        matches = sorted(path.stem for path in self.directory.glob(f"{given}*.json"))
+        if not matches:
+            raise ConfigError(f"no task starting with {given} is waiting for approval at this station")
+        if len(matches) > 1:
+            raise ConfigError(f"{len(matches)} tasks here start with {given}; give more of the id")
+        return matches[0]
+
     def decide(self, task_id: str, decision: str, reason: str = "") -> dict[str, Any]:
+        task_id = self.resolve(task_id)
         path = self._path(task_id)
         if not path.exists():
             raise ConfigError(f"no task {task_id} is waiting for approval at this station")
