@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/kmeans.py
+	$(BIN)/python benchmarks/federated.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -122,7 +122,7 @@ def measure_k(k: int, csv: Path, maker: ClaimMaker, args: argparse.Namespace, wo
     steps = progress.add_task(f"k={k}: starting the source", total=2 + args.warm + args.repeats)
     with LocalCommittee(workdir=work / f"processes-k{k}") as committee:
         spawned = time.perf_counter()
-        committee.spawn("authority", "prana.analyses.compare_jobs:serve_target",
+        committee.spawn("authority", "prana.analyses.compare.member:serve_target",
                         {"federation": str(fed), "me": "authority", "table": str(csv), "id_column": "person_id",
                          "value_column": "income", "anonymity": k, "decimals": 0, "sessions": 1})
         wait_until_listening(committee, federation.party("authority").address)

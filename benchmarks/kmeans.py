@@ -3,7 +3,7 @@
 Workload (issue 4): 100,000 persons x 12 attributes, vertical over 3 parties (4 attributes each), k = 5,
 10 Lloyd iterations. Each party's table has its own, unequal id set (a superset of the 100,000 common
 persons, in its own row order), so the run includes private record linkage (PSI). The three committee
-members are separate processes on loopback with TLS (`prana.analyses.kmeans_jobs.cluster_local`, the code
+members are separate processes on loopback with TLS (`prana.analyses.kmeans.cluster_local`, the code
 behind `prana cluster local`); the init is explicit (the first k linked persons), so the plaintext runs
 start from the same centroids.
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from kmeans_targets import vertical_tables  # noqa: E402
 
-from prana.analyses.kmeans_jobs import cluster_local  # noqa: E402
+from prana.analyses.kmeans import cluster_local  # noqa: E402
 
 sys.path.insert(0, str(HERE))
 from machine import cpu_line  # noqa: E402

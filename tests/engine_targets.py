@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from prana.config import Federation
 from prana.engine.program import SecureInput, SecureOutput, SecureProgram
-from prana.engine.session import CommitteeSession, Timeouts, run_input_client
+from prana.engine.clients import run_input_client
+from prana.engine.session import CommitteeSession, Timeouts
 
 
 def _mix(x, y, z):

@@ -46,7 +46,7 @@ def vertical_tables(directory, persons: int, k: int, seed: int, widths=(4, 4, 4)
 
 def spying_member(**kwargs) -> dict:
     """A committee member that also reports every value the MPC revealed to it (the attacker's view)."""
-    from prana.analyses import kmeans_jobs
+    from prana.analyses.kmeans import member as kmeans_member
     from prana.engine.session import CommitteeSession
 
     revealed: dict[str, list] = {}
@@ -60,4 +60,4 @@ def spying_member(**kwargs) -> dict:
         return out
 
     CommitteeSession.run = run
-    return {"result": kmeans_jobs.member(**kwargs), "revealed": revealed}
+    return {"result": kmeans_member.member(**kwargs), "revealed": revealed}

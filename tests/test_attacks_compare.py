@@ -6,7 +6,7 @@
 - Finding 1: a third party ("hub") with a valid certificate and the task id is refused by the station-side
   worker; only the task's verifier gets answers.
 - Finding 2: the source refuses the claim after `max_claims`, inside the session, across batches.
-- Finding 9: `compare_jobs.local` leaves no file behind (success, failure, Ctrl-C), and writes 0600 / 0700.
+- Finding 9: `prana.analyses.compare.local` leaves no file behind (success, failure, Ctrl-C), and writes 0600 / 0700.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prana.analyses import compare_jobs
+from prana.analyses.compare import jobs as trust
 from prana.analyses.compare import ANSWERS, Claims, SourceTable, Verifier, hash_ids, plaintext_answers
 from prana.config import Federation
 from prana.engine.channel import free_endpoint
@@ -50,7 +50,7 @@ def verifier_positions(ids: list[str], params: dict) -> np.ndarray:
     parameters (before the fix: the salted hash; after it: the hash mixed with the public tweak)."""
     position = hash_ids(ids, bytes.fromhex(params["salt"]))[0]
     if "tweak" in params:
-        from prana.analyses.compare_buckets import mix
+        from prana.analyses.compare.buckets import mix
         position = mix(position, int(params["tweak"], 16))
     return position
 
@@ -150,7 +150,7 @@ def test_the_buckets_are_the_same_for_the_same_persons_k_and_key_and_differ_with
 
 
 def test_a_station_key_file_is_made_once_0600_and_then_reused(tmp_path: Path):
-    from prana.analyses.compare_buckets import source_secret
+    from prana.analyses.compare.buckets import source_secret
 
     key = tmp_path / "compare-secret.key"
     made = source_secret(key)
@@ -191,7 +191,7 @@ def station_worker(tmp_path: Path, federation: Path, table: pd.DataFrame, *, ses
     prepared.save(tmp_path / f"table-{session}")
     endpoint = free_endpoint("127.0.0.1")
     worker = LocalCommittee(workdir=tmp_path / f"worker-{session}", extra_path=[str(TESTS), str(SRC)])
-    worker.spawn("authority", "prana.analyses.compare_jobs:serve_worker",
+    worker.spawn("authority", "prana.analyses.compare.member:serve_worker",
                  {"federation": str(federation), "me": "authority", "prepared": str(tmp_path / f"table-{session}"),
                   "connect": 20.0, "step": 30.0, "idle_timeout": idle, "address": endpoint, "session": session,
                   "verifier": "bank", "max_claims": max_claims})
@@ -208,14 +208,14 @@ def test_a_third_party_with_the_task_id_and_a_certificate_is_refused_and_learns_
     with worker:
         started = time.monotonic()
         with pytest.raises(PeerAborted) as refused:
-            compare_jobs.ask(federation, "hub", tmp_path / "claims.csv", out=tmp_path / "stolen.csv",
+            trust.ask(federation, "hub", tmp_path / "claims.csv", out=tmp_path / "stolen.csv",
                              source="authority", source_address=endpoint, session="task-0001",
                              timeouts=Timeouts(20.0, 20.0))
         assert time.monotonic() - started < 30
         assert "hub is not a party of session task-0001" in str(refused.value)
         assert "\n" not in str(refused.value)
         assert not (tmp_path / "stolen.csv").exists()
-        answers = compare_jobs.ask(federation, "bank", tmp_path / "claims.csv", source="authority",
+        answers = trust.ask(federation, "bank", tmp_path / "claims.csv", source="authority",
                                    source_address=endpoint, session="task-0001", timeouts=Timeouts(20.0, 30.0))
         result = worker.wait(60)["authority"]
     assert error_for("authority", result) is None, result
@@ -250,7 +250,7 @@ def test_the_source_refuses_the_claim_after_max_claims_inside_the_session(tmp_pa
     pd.concat([claims, claims.head(1)]).to_csv(tmp_path / "eleven.csv", index=False)
     with worker:
         with pytest.raises(PeerAborted, match=sentence):
-            compare_jobs.ask(federation, "bank", tmp_path / "eleven.csv", out=tmp_path / "out.csv",
+            trust.ask(federation, "bank", tmp_path / "eleven.csv", out=tmp_path / "out.csv",
                              source="authority", source_address=endpoint, session="over")
         result = worker.wait(60)["authority"]
     assert isinstance(error_for("authority", result), PolicyViolation) and sentence in result["error"]
@@ -321,7 +321,7 @@ def test_local_runs_leave_no_file_behind_and_write_only_private_files(tmp_path: 
     monkeypatch.setenv("TMPDIR", str(temporary))
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     monkeypatch.setenv("PRANA_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setattr(compare_jobs, "LocalCommittee", Watched)
+    monkeypatch.setattr(trust, "LocalCommittee", Watched)
     Watched.seen, Watched.interrupt = [], outcome == "interrupt"
     table = make_table(1_500)
     table.to_csv(tmp_path / "incomes.csv", index=False)
@@ -329,7 +329,7 @@ def test_local_runs_leave_no_file_behind_and_write_only_private_files(tmp_path: 
     if outcome == "failure":   # valid for the file checks, but not for the source's encoding (2 decimals)
         claims = claims.assign(claim=claims.claim.astype(float) + 0.25)
     claims.to_csv(tmp_path / "claims.csv", index=False)
-    run = lambda: compare_jobs.local(tmp_path / "incomes.csv", tmp_path / "claims.csv", out=tmp_path / "out.csv",
+    run = lambda: trust.local(tmp_path / "incomes.csv", tmp_path / "claims.csv", out=tmp_path / "out.csv",
                                      value_column="income", anonymity=500, timeout=240)
     if outcome == "success":
         result = run()
@@ -349,7 +349,7 @@ def test_local_runs_leave_no_file_behind_and_write_only_private_files(tmp_path: 
     assert list(temporary.iterdir()) == [], sorted(snapshot(temporary))   # ... and nothing of it is left
 
 
-# -- the station side (compare_platform) with a stand-in for the station ------------------------------------
+# -- the station side (compare.station) with a stand-in for the station ------------------------------------
 
 class StationStandIn:
     """What a station offers `run_at_station` (prana.analyses.registry.StationContext), minus the hub."""
@@ -387,7 +387,7 @@ def compare_task(**parameters) -> dict:
 def test_the_station_binds_the_session_to_the_requester_and_removes_its_work_files(tmp_path: Path):
     import threading
 
-    from prana.analyses.compare_platform import SECRET_FILE, run_at_station
+    from prana.analyses.compare.station import SECRET_FILE, run_at_station
 
     federation = local_federation(tmp_path / "fed", ["authority", "bank", "hub"])
     table = make_table(1_000)
@@ -403,9 +403,9 @@ def test_the_station_binds_the_session_to_the_requester_and_removes_its_work_fil
         time.sleep(0.1)
     assert context.endpoint, "the station never reported its endpoint"
     with pytest.raises(PeerAborted, match="hub is not a party of session task-0002"):
-        compare_jobs.ask(federation, "hub", tmp_path / "claims.csv", source="authority",
+        trust.ask(federation, "hub", tmp_path / "claims.csv", source="authority",
                          source_address=context.endpoint, session="task-0002", timeouts=Timeouts(20.0, 20.0))
-    answers = compare_jobs.ask(federation, "bank", tmp_path / "claims.csv", source="authority",
+    answers = trust.ask(federation, "bank", tmp_path / "claims.csv", source="authority",
                                source_address=context.endpoint, session="task-0002", timeouts=Timeouts(20.0, 30.0))
     thread.join(60)
     assert list(answers["answer"]) == expected_answers(table, claims)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from kmeans_targets import blobs
-from prana.analyses.kmeans import InitPlan, Plan, Standardiser, horizontal_inputs, horizontal_program, vertical_program
-from prana.analyses.kmeans_jobs import Clustering, Request, cluster_local
+from prana.analyses.kmeans.program import InitPlan, Plan, Standardiser, horizontal_inputs, horizontal_program, vertical_program
+from prana.analyses.kmeans import Clustering, Request, cluster_local
 from prana.errors import InputValidationError, MalformedMessage, PranaError
 
 TESTS = Path(__file__).resolve().parent
@@ -212,7 +212,7 @@ class _Station:
 
 
 def test_a_station_writes_only_the_task_s_columns_privately_and_removes_them_when_cancelled(tmp_path):
-    from prana.analyses.kmeans_platform import run_at_station
+    from prana.analyses.kmeans.station import run_at_station
 
     workdir = tmp_path / "task"
     workdir.mkdir()

@@ -110,7 +110,7 @@ def test_a_forged_an_altered_and_a_replayed_task_are_refused_by_the_station(plat
 
 
 def _run_compare(platform: dict, client: Client, dataset: str = "incomes"):
-    from prana.analyses.compare_platform import submit_and_ask
+    from prana.analyses.compare.station import submit_and_ask
 
     return submit_and_ask(client, platform["federation"], "bank", station="authority", dataset=dataset,
                           claims=_claims(platform["table"]), value_column="income", anonymity=500, timeout=120)
@@ -145,7 +145,7 @@ def test_a_cancelled_task_leaves_no_plaintext_and_its_work_files_are_private(pla
     outcome: dict = {}
 
     def ask() -> None:
-        from prana.analyses.compare_platform import submit_and_ask
+        from prana.analyses.compare.station import submit_and_ask
 
         with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
             try:
@@ -192,7 +192,7 @@ def hub_only(tmp_path: Path):
 
 
 def test_a_replaced_or_misattributed_sealed_result_is_detected(hub_only):
-    from prana.analyses.kmeans_platform import collect
+    from prana.analyses.kmeans.station import collect
 
     federation, url, database = hub_only
     researcher_pem = federation.sealing_certificate_of("researcher").read_bytes()

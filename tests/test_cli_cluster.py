@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 
-from prana.analyses import kmeans_cost, kmeans_jobs
+from prana.analyses import kmeans
+from prana.analyses.kmeans import cost
 
 COLUMNS = ["weight", "height", "age"]
 PARTIES = "abc"
@@ -102,18 +103,18 @@ def test_a_k_that_cannot_make_sense_is_refused_before_any_process_starts(tmp_pat
 
 
 def test_the_cost_estimate_grows_with_k_and_warns_before_a_long_run(tmp_path):
-    estimate = kmeans_cost.estimate_seconds
+    estimate = cost.estimate_seconds
     assert estimate(4, 654, 8, 20) < 60                  # issue 9: k = 4 on 654 rows took 17 s
     assert estimate(300, 654, 8, 20) > 600               # ... and k = 300 over 10 minutes
     assert estimate(8, 654, 8, 20) < estimate(16, 654, 8, 20) < estimate(16, 654, 8, 40)
     assert estimate(16, 654, 8, 20) < estimate(16, 6540, 8, 20)
-    assert kmeans_cost.cost_warning(4, 654, 8, 20) is None
-    warning = kmeans_cost.cost_warning(60, 654, 8, 20)
+    assert cost.cost_warning(4, 654, 8, 20) is None
+    warning = cost.cost_warning(60, 654, 8, 20)
     match = re.fullmatch(r"this will take about (\d+(?:\.\d)?) (s|min|h) \(k=60 on 654 persons × 8 features, 20 "
                          r"iterations\); --k (\d+) takes about (\d+) (s|min)", warning)
     assert match, warning
     suggested = int(match.group(3))
-    assert 2 <= suggested < 60 and estimate(suggested, 654, 8, 20) <= kmeans_cost.SUGGEST_SECONDS
+    assert 2 <= suggested < 60 and estimate(suggested, 654, 8, 20) <= cost.SUGGEST_SECONDS
     # the warning comes before anything runs: here c's member refuses its table right after it
     horizontal(tmp_path)
     frame = pd.read_csv(tmp_path / "c.csv", dtype=str)
@@ -172,10 +173,10 @@ def test_a_second_run_into_the_same_folder_leaves_nothing_of_the_first(runs):
 
 
 def test_the_python_api_draws_clusters_png_and_a_one_column_party_gets_a_strip(runs, tmp_path):
-    from prana.analyses.kmeans_plot import figure
+    from prana.analyses.kmeans.plot import figure
 
     paths = [runs["root"] / "x.csv", runs["root"] / "y.csv"]
-    result = kmeans_jobs.cluster_local(paths, k=2, id_column="id", seed=1, iterations=4, out=tmp_path / "api",
+    result = kmeans.cluster_local(paths, k=2, id_column="id", seed=1, iterations=4, out=tmp_path / "api",
                                        timeout=300)
     assert (tmp_path / "api" / "clusters.png").stat().st_size > 10_000          # plot=True is the default
     drawing = figure(result, paths, "id")

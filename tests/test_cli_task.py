@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prana.analyses import compare_platform
+from prana.analyses.compare import station as compare_station
 from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
 from prana.config import Federation
 from prana.engine.local import local_federation, wait_for_port
@@ -185,7 +185,7 @@ def test_an_unknown_task_id_exits_4_with_the_hub_s_sentence(platform, command, s
 
 def test_task_list_and_status_fit_80_columns_and_have_json_and_csv(platform):
     with Client(platform["hub"], federation=platform["federation"], me="bank") as client:
-        task_id = compare_platform.submit(client, platform["federation"], "bank", station="authority",
+        task_id = compare_station.submit(client, platform["federation"], "bank", station="authority",
                                           dataset="secret", claims=platform["claims"], value_column="income",
                                           anonymity=500, timeout=60)["id"]
         deadline = time.monotonic() + 30

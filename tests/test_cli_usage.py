@@ -41,9 +41,9 @@ def test_version():
 def test_the_command_line_keeps_the_libraries_defaults():
     """`prana` starts without importing jax (the CLI modules import the analyses lazily), so it repeats the
     analyses' public defaults; they must stay the same."""
-    from prana.analyses import compare, kmeans_jobs
+    from prana.analyses import compare, kmeans
     from prana.cli import cluster as cluster_cli
     from prana.cli import compare as compare_cli
 
     assert compare_cli.DEFAULT_ANONYMITY == compare.DEFAULT_ANONYMITY
-    assert cluster_cli.STEPS == kmeans_jobs.STEPS
+    assert cluster_cli.STEPS == kmeans.STEPS

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prana.analyses import compare_jobs
-from prana.analyses.compare import (ANSWERS, MAX_CELLS_PER_RUN, RELATIONS, Claims, SourceTable, chunk_plan,
-                                    hash_ids, plaintext_answers, program)
-from prana.analyses.compare_buckets import bucket_layout, fixed_boundaries, mix
+from prana.analyses.compare import jobs as trust
+from prana.analyses.compare import Claims, SourceTable, hash_ids
+from prana.analyses.compare.program import ANSWERS, MAX_CELLS_PER_RUN, RELATIONS, chunk_plan, plaintext_answers, program
+from prana.analyses.compare.buckets import bucket_layout, fixed_boundaries, mix
 from prana.engine.encoding import INT32_MAX
 from prana.engine.session import Timeouts
 
@@ -99,7 +99,7 @@ def test_secure_answers_equal_plaintext_between_two_processes(tmp_path: Path, k:
     claims = make_claims(table, 60)
     table.to_csv(tmp_path / "incomes.csv", index=False)
     claims.to_csv(tmp_path / "claims.csv", index=False)
-    result = compare_jobs.local(tmp_path / "incomes.csv", tmp_path / "claims.csv", out=tmp_path / "out.csv",
+    result = trust.local(tmp_path / "incomes.csv", tmp_path / "claims.csv", out=tmp_path / "out.csv",
                                 value_column="income", anonymity=k, workdir=tmp_path / "run")
     expected = ANSWERS[plaintext_answers(table.person_id.tolist(), table.income.to_numpy(),
                                          Claims.from_frame(claims))]
@@ -205,13 +205,13 @@ def test_the_source_survives_a_verifier_killed_mid_run_and_serves_the_next(tmp_p
                               env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     try:
         with LocalCommittee(workdir=tmp_path / "doomed") as doomed:
-            doomed.spawn("bank", "prana.analyses.compare_jobs:ask_worker",
+            doomed.spawn("bank", "prana.analyses.compare.member:ask_worker",
                          {"federation": str(federation), "me": "bank", "claims": str(tmp_path / "big.csv"),
                           "out": str(tmp_path / "never.csv"), "source": "authority", "connect": 30.0, "step": 10.0})
             time.sleep(9)          # past the handshake and OT set-up, inside the secure runs
             doomed.kill("bank")
         started = time.monotonic()
-        answers = compare_jobs.ask(federation, "bank", tmp_path / "small.csv", out=tmp_path / "small-out.csv")
+        answers = trust.ask(federation, "bank", tmp_path / "small.csv", out=tmp_path / "small-out.csv")
         assert time.monotonic() - started < 60
         out, err = server.communicate(timeout=60)
     finally:
@@ -236,14 +236,14 @@ def test_a_source_that_dies_mid_run_fails_the_verifier_cleanly(tmp_path: Path):
     table.to_csv(tmp_path / "incomes.csv", index=False)
     make_claims(table, 3000).to_csv(tmp_path / "big.csv", index=False)
     with LocalCommittee(workdir=tmp_path / "source") as source:
-        source.spawn("authority", "prana.analyses.compare_jobs:serve_target",
+        source.spawn("authority", "prana.analyses.compare.member:serve_target",
                      {"federation": str(federation), "me": "authority", "table": str(tmp_path / "incomes.csv"),
                       "id_column": "person_id", "value_column": "income", "anonymity": 1000, "decimals": 0})
         killer = __import__("threading").Timer(12, lambda: source.kill("authority"))
         killer.start()
         started = time.monotonic()
         with pytest.raises((PeerAborted, PeerTimeout)) as caught:
-            compare_jobs.ask(federation, "bank", tmp_path / "big.csv", out=tmp_path / "out.csv",
+            trust.ask(federation, "bank", tmp_path / "big.csv", out=tmp_path / "out.csv",
                              timeouts=Timeouts(30.0, 10.0))
         killer.cancel()
     assert time.monotonic() - started < 12 + 10 + 30

@@ -9,9 +9,9 @@ import pytest
 from sklearn.cluster import KMeans
 
 from kmeans_targets import blobs, float_lloyd, vertical_tables
-from prana.analyses.kmeans import (SCALE, InitPlan, Plan, Standardiser, horizontal_inputs, horizontal_program, lloyd,
+from prana.analyses.kmeans.program import (SCALE, InitPlan, Plan, Standardiser, horizontal_inputs, horizontal_program, lloyd,
                                    vertical_program)
-from prana.analyses.kmeans_jobs import cluster_local
+from prana.analyses.kmeans import cluster_local
 from prana.errors import ConfigError, InputValidationError
 
 
@@ -105,7 +105,7 @@ def test_the_fixed_point_division_keeps_large_cluster_means_accurate():
     from spu import libspu
     from spu.utils import simulation
 
-    from prana.analyses.kmeans import _divide
+    from prana.analyses.kmeans.program import _divide
 
     config = libspu.RuntimeConfig(protocol=libspu.ProtocolKind.ABY3, field=libspu.FieldType.FM64)
     config.fxp_fraction_bits = 18
@@ -255,7 +255,7 @@ def test_horizontal_parties_with_other_columns_are_refused(tmp_path):
 
 
 def test_parquet_tables_are_read_like_csv(tmp_path):
-    from prana.analyses.kmeans_jobs import Request, _features
+    from prana.analyses.kmeans.member import Request, _features
     from prana.analyses.tables import read_table
 
     frame = pd.DataFrame({"id": ["a", "b", "c"], "x": [1.5, 2.0, 3.0], "y": [1, 2, 4]})
@@ -269,7 +269,7 @@ def test_parquet_tables_are_read_like_csv(tmp_path):
 
 
 def test_a_text_column_among_the_features_is_named_with_the_way_out():
-    from prana.analyses.kmeans_jobs import Request, _features
+    from prana.analyses.kmeans.member import Request, _features
 
     frame = pd.DataFrame({"bsn": ["123", "x12", "y77"], "x": ["1.5", "2", "3"]})
     with pytest.raises(InputValidationError, match=r"column 'bsn' of t.csv holds text, not numbers; leave it out"):
@@ -294,7 +294,7 @@ def test_two_parties_cluster_with_cheetah(tmp_path):
 
 
 def test_a_request_is_checked_before_anything_runs():
-    from prana.analyses.kmeans_jobs import Request, _init_block
+    from prana.analyses.kmeans.member import Request, _init_block
 
     with pytest.raises(InputValidationError, match="k must be a whole number of at least 2"):
         Request(k=1).check()

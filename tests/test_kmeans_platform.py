@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prana.analyses.kmeans import InitPlan, Standardiser, lloyd
+from prana.analyses.kmeans.program import InitPlan, Standardiser, lloyd
 from prana.cli.demo_kmeans import write_stations
 from prana.config import Federation
 from prana.datasets.health import PARTIES, write_demo_files

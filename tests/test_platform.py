@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
-from prana.analyses.compare_platform import submit_and_ask
+from prana.analyses.compare.station import submit_and_ask
 from prana.config import Federation
 from prana.engine.local import local_federation, wait_for_port
 from prana.errors import PolicyViolation

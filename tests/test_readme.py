@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
+from lifelines import CoxPHFitter, KaplanMeierFitter
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -108,6 +110,19 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     rows = sum(len(pd.read_csv(work / name)) for name in ("north.csv", "south.csv", "east.csv"))
     assert horizontal["size"].fillna(0).sum() <= rows and len(horizontal) == 3
     assert "audit log intact" in output
+
+    pooled = pd.concat([pd.read_csv(work / f"hospital{index}.csv") for index in (1, 2, 3)], ignore_index=True)
+    coefficients = pd.read_csv(work / "cox" / "coefficients.csv").set_index("covariate")
+    reference = CoxPHFitter().fit(pooled, "time", "event", fit_options=dict(precision=1e-12, r_precision=1e-16))
+    assert np.abs(coefficients["coef"] - reference.params_).max() < 1e-6
+    assert np.abs(coefficients["se"] - reference.standard_errors_).max() < 1e-6
+    survival = pd.read_csv(work / "km" / "survival.csv").set_index("time")["survival"]
+    expected = KaplanMeierFitter().fit(pooled["time"], pooled["event"]).survival_function_.iloc[:, 0]
+    assert np.abs(survival - expected.loc[survival.index]).max() < 1e-9
+    biopsies = pd.concat([pd.read_csv(work / f"screening-{site}.csv") for site in "ab"], ignore_index=True)
+    logit = sm.Logit(biopsies["malignant"], sm.add_constant(biopsies.drop(columns="malignant"))).fit(disp=0, tol=1e-14)
+    fitted = pd.read_csv(work / "logistic" / "coefficients.csv").set_index("covariate")["coef"]
+    assert np.abs(fitted.to_numpy() - logit.params.to_numpy()).max() < 1e-6
 
 
 def test_the_readme_example_of_a_bad_input_prints_its_sentence(tmp_path: Path):

@@ -8,8 +8,10 @@ __version__ = "0.1.0"
 
 from prana.errors import (  # noqa: E402  (curated re-exports only; importing prana has no side effects)
     ConfigError,
+    ConvergenceError,
     InputValidationError,
     MalformedMessage,
+    NotFittedError,
     PeerAborted,
     PeerTimeout,
     PolicyViolation,
@@ -17,18 +19,29 @@ from prana.errors import (  # noqa: E402  (curated re-exports only; importing pr
     ProtocolError,
 )
 
+_ESTIMATORS = {"FederatedCoxPH": "prana.analyses.cox.model",
+               "FederatedLogisticRegression": "prana.analyses.logistic.model",
+               "FederatedKaplanMeier": "prana.analyses.kaplan_meier.model"}
+
+
 def __getattr__(name: str):
-    """`prana.Client` and `prana.cluster_local` without importing their stacks when they are not used."""
+    """`prana.Client`, `prana.cluster_local` and the federated estimators without importing their stacks when
+    they are not used."""
     if name == "Client":
         from prana.hub.client import Client
 
         return Client
     if name == "cluster_local":
-        from prana.analyses.kmeans_jobs import cluster_local
+        from prana.analyses.kmeans.jobs import cluster_local
 
         return cluster_local
+    if name in _ESTIMATORS:
+        import importlib
+
+        return getattr(importlib.import_module(_ESTIMATORS[name]), name)
     raise AttributeError(f"module 'prana' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "Client", "cluster_local", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation", "ProtocolError",
-           "MalformedMessage", "PeerAborted", "PeerTimeout"]
+__all__ = ["__version__", "Client", "cluster_local", "FederatedCoxPH", "FederatedLogisticRegression",
+           "FederatedKaplanMeier", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation",
+           "ProtocolError", "MalformedMessage", "PeerAborted", "PeerTimeout", "ConvergenceError", "NotFittedError"]

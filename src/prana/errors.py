@@ -16,7 +16,7 @@ contains a value from somebody else's data.
         PeerAborted              6
         PeerTimeout              7   a peer (or an operator) did not answer in time
       VerificationFailed         8   a signature, hash chain or anchor does not verify: evidence of tampering
-      ConvergenceError           1
+      ConvergenceError           9   a model did not converge (perfect separation, too few steps)
       NotFittedError             1   (AttributeError too)
 
 The codes are `prana.cli.main.EXIT_CODES`; tests/test_exit_codes.py checks one case per row.
@@ -55,7 +55,12 @@ class PrivacyThresholdViolation(PolicyViolation):
 
 
 class ConvergenceError(PranaError):
-    """An iterative method did not converge."""
+    """An iterative method did not converge. `diagnostics` holds what it reached (iterations, last step,
+    gradient norm, per-step history) for the caller to show."""
+
+    def __init__(self, message: str, *, diagnostics: dict | None = None) -> None:
+        super().__init__(message)
+        self.diagnostics = dict(diagnostics or {})
 
 
 class NotFittedError(PranaError, AttributeError):

@@ -1,6 +1,7 @@
-"""The analyses that stations can run, by name. Adding an analysis is one module in `prana/analyses/` that
-defines `run_at_station(context, task)`, a light module with its policy knobs, and one line in each table
-here; nothing in the hub or the station changes.
+"""The analyses that stations can run, by name. Adding an analysis is one package in `prana/analyses/` whose
+`station` module defines `run_at_station(context, task)` (the flow every analysis shares is in
+`prana.analyses.workers`), a light `policy` module with its policy knobs, and one line in each table here;
+nothing in the hub or the station changes.
 
 The policy module (`POLICIES`) defines `Limits` (a pydantic model: the `[<dataset>.<analysis>]` table of a
 station's policy.toml, with safe defaults), `admit(limits, task, budget)` (judges a task's parameters and
@@ -26,12 +27,18 @@ from prana.config import Federation
 from prana.errors import ConfigError
 
 ANALYSES: dict[str, str] = {
-    "compare": "prana.analyses.compare_platform",
-    "kmeans": "prana.analyses.kmeans_platform",
+    "compare": "prana.analyses.compare.station",
+    "kmeans": "prana.analyses.kmeans.station",
+    "cox": "prana.analyses.cox.station",
+    "logistic": "prana.analyses.logistic.station",
+    "kaplan-meier": "prana.analyses.kaplan_meier.station",
 }
 POLICIES: dict[str, str] = {
-    "compare": "prana.analyses.compare_policy",
-    "kmeans": "prana.analyses.kmeans_policy",
+    "compare": "prana.analyses.compare.policy",
+    "kmeans": "prana.analyses.kmeans.policy",
+    "cox": "prana.analyses.cox.policy",
+    "logistic": "prana.analyses.logistic.policy",
+    "kaplan-meier": "prana.analyses.kaplan_meier.policy",
 }
 
 

@@ -11,12 +11,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from prana.analyses import kmeans_settings
+from prana.analyses.kmeans import settings as kmeans_defaults
 from prana.cli.output import console, errors
 from prana.cli.progress import Steps
 
 if TYPE_CHECKING:
-    from prana.analyses import kmeans_jobs
+    from prana.analyses.kmeans.jobs import Clustering
 
 app = typer.Typer(no_args_is_help=True, help=(
     "Secure k-means: cluster persons on data that several parties hold, while no party sees another's "
@@ -26,10 +26,10 @@ app = typer.Typer(no_args_is_help=True, help=(
     "The analyst gets the centroids (original units) and cluster sizes; each party gets the labels of its "
     "own rows. Clusters smaller than the minimum group size are suppressed."))
 
-STEPS = kmeans_settings.STEPS
+STEPS = kmeans_defaults.STEPS
 
 K = typer.Option(..., "--k", "-k", min=2, help="Number of clusters.")
-ITERATIONS = typer.Option(kmeans_settings.DEFAULT_ITERATIONS, "--iterations", min=1, max=1000,
+ITERATIONS = typer.Option(kmeans_defaults.DEFAULT_ITERATIONS, "--iterations", min=1, max=1000,
                           help="Lloyd iterations (the most, with --tolerance).")
 TOLERANCE = typer.Option(None, "--tolerance", min=0.0,
                          help="Stop once the centroids move less than this (squared shift, standardised units, as "
@@ -38,12 +38,12 @@ TOLERANCE = typer.Option(None, "--tolerance", min=0.0,
 INIT = typer.Option(None, "--init", help="CSV of initial centroids (one row per cluster, a column per feature, "
                                          "original units). Default: k-means++ inside the MPC on a random sample.")
 SEED = typer.Option(None, "--seed", help="Seed of the public randomness of the default initialisation.")
-MIN_GROUP = typer.Option(kmeans_settings.DEFAULT_MIN_GROUP_SIZE, "--min-group-size", min=1,
+MIN_GROUP = typer.Option(kmeans_defaults.DEFAULT_MIN_GROUP_SIZE, "--min-group-size", min=1,
                          help="Clusters with fewer persons are suppressed (no centroid, no size).")
 COLUMNS = typer.Option(None, "--columns", help="Comma-separated feature columns (default: all but the id column).")
 
 
-def clustering_table(result: "kmeans_jobs.Clustering", title: str, digits: int = 3) -> Table:
+def clustering_table(result: "Clustering", title: str, digits: int = 3) -> Table:
     """Clusters as rows; with more than 6 features, clusters as columns (it then fits a terminal)."""
     features = [column for column in result.centroids.columns if column != "cluster"]
     rows = []
@@ -75,7 +75,7 @@ def _number(value: float, digits: int) -> str:
     return f"{value:,.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
 
 
-def print_clustering(result: "kmeans_jobs.Clustering", title: str) -> None:
+def print_clustering(result: "Clustering", title: str) -> None:
     console.print(clustering_table(result, title))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -108,12 +108,12 @@ def local(data: str = typer.Option(..., "--data", help="2 or 3 tables (CSV or Pa
                 bars[party] = steps.add(party, total=len(STEPS) - 1)
             steps.update(bars[party], step, completed=STEPS.index(step))
 
-        from prana.analyses import kmeans_jobs
+        from prana.analyses import kmeans
 
-        result = kmeans_jobs.cluster_local(paths, k=k, id_column=id_column, init=init, iterations=iterations,
-                                           tolerance=tolerance, seed=seed, min_group_size=min_group_size,
-                                           columns=features, on_progress=update,
-                                           on_warning=lambda text: steps.note(f"note: {text}"))
+        result = kmeans.cluster_local(paths, k=k, id_column=id_column, init=init, iterations=iterations,
+                                      tolerance=tolerance, seed=seed, min_group_size=min_group_size,
+                                      columns=features, on_progress=update,
+                                      on_warning=lambda text: steps.note(f"note: {text}"))
     kind = "vertical" if id_column else "horizontal"
     print_clustering(result, f"k-means ({kind}, {len(paths)} parties): {result.persons:,} persons, k={k}, "
                              f"{result.iterations} iterations")

@@ -18,7 +18,7 @@ app = typer.Typer(no_args_is_help=True, help=(
 
 FEDERATION = typer.Option(..., "--federation", "-f", help="The federation file (from `prana federation init`).")
 AS_PARTY = typer.Option(..., "--as", help="The party you are, as named in the federation file.")
-DEFAULT_ANONYMITY = 1000     # prana.analyses.compare.DEFAULT_ANONYMITY (not imported here: it brings jax and SPU)
+DEFAULT_ANONYMITY = 1000     # prana.analyses.compare.program.DEFAULT_ANONYMITY (not imported here: it brings jax and SPU)
 ANONYMITY = typer.Option(DEFAULT_ANONYMITY, "--anonymity", "-k", min=1,
                          help="Anonymity set size k: the source learns only which group of at least k persons "
                               "a claim is about. 1 = the source learns whose record it is.")
@@ -67,10 +67,10 @@ def serve(federation: Path = FEDERATION, me: str = AS_PARTY,
     It says "listening on ..." once it listens, and one line per session, per refused peer (another
     party than --verifier, a certificate from another CA) and per failed session; a port in use is one
     sentence and exit code 3."""
-    from prana.analyses import compare_jobs
+    from prana.analyses import compare
     from prana.engine.session import Timeouts
 
-    served = compare_jobs.serve(federation, me, table, id_column=id_column, value_column=value_column,
+    served = compare.serve(federation, me, table, id_column=id_column, value_column=value_column,
                                 anonymity=anonymity, decimals=decimals, sessions=sessions,
                                 timeouts=Timeouts(connect_timeout, step_timeout), on_event=_event,
                                 verifier=verifier, max_claims=max_claims, secret_file=secret_file)
@@ -87,10 +87,10 @@ def ask(federation: Path = FEDERATION, me: str = AS_PARTY,
         connect_timeout: float = CONNECT, step_timeout: float = STEP) -> None:
     """Be the verifier: ask one batch of claims and write yes / no / unknown per claim."""
     with console.status("asking the source..."):
-        from prana.analyses import compare_jobs
+        from prana.analyses import compare
         from prana.engine.session import Timeouts
 
-        answers = compare_jobs.ask(federation, me, claims, out=out, source=source,
+        answers = compare.ask(federation, me, claims, out=out, source=source,
                                    timeouts=Timeouts(connect_timeout, step_timeout))
     console.print(answers_table(answers, f"{plural(len(answers), 'claim')} answered"))
     console.print(f"written to {out}")
@@ -104,9 +104,9 @@ def local(table: Path = typer.Option(..., "--table", help="The source's table (C
           decimals: int = DECIMALS) -> None:
     """Try it in one line: both roles as two local processes over mutual TLS, with a fresh federation."""
     with console.status("running source and verifier as two processes..."):
-        from prana.analyses import compare_jobs
+        from prana.analyses import compare
 
-        result = compare_jobs.local(table, claims, out=out, id_column=id_column, value_column=value_column,
+        result = compare.local(table, claims, out=out, id_column=id_column, value_column=value_column,
                                     anonymity=anonymity, decimals=decimals)
     console.print(answers_table(result.answers, f"{plural(len(result.answers), 'claim')} answered in {result.seconds:.1f} s"))
     console.print(f"written to {out}")

@@ -79,7 +79,7 @@ def services(root: Path, commands: dict[str, list[str]], hub_address: str) -> It
 
 def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) -> None:
     from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
-    from prana.analyses.compare_platform import submit_and_ask
+    from prana.analyses.compare.station import submit_and_ask
     from prana.analyses.tables import read_table
     from prana.config import Federation
     from prana.datasets.incomes import write_demo_files

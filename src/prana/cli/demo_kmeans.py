@@ -59,7 +59,8 @@ def write_stations(root: Path, federation: Path, hub: str) -> None:
 
 def run_kmeans_demo(root: Path, shared: int = 10_000, k: int = 4, iterations: int = 20,
                     tolerance: float = 1e-4) -> None:
-    from prana.analyses import kmeans_jobs, kmeans_platform
+    from prana.analyses.kmeans import Request
+    from prana.analyses.kmeans import station as kmeans_station
     from prana.cli.cluster import print_clustering
     from prana.cli.plots import clusters_png
     from prana.config import Federation
@@ -83,8 +84,8 @@ def run_kmeans_demo(root: Path, shared: int = 10_000, k: int = 4, iterations: in
     commands = {"hub": ["hub", "start", "--federation", str(federation_path), "--state", str(root / "hub-state")]}
     commands |= {party: ["station", "start", "--config", str(root / party / "station.toml")] for party in stations}
     with services(root, commands, federation.party("hub").address):
-        request = kmeans_jobs.Request(k=k, iterations=iterations, tolerance=tolerance, seed=0, id_column="bsn",
-                                      min_group_size=50)
+        request = Request(k=k, iterations=iterations, tolerance=tolerance, seed=0, id_column="bsn",
+                          min_group_size=50)
         started = time.perf_counter()
         with Client(hub, federation=federation, me="researcher") as client, Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
@@ -93,8 +94,8 @@ def run_kmeans_demo(root: Path, shared: int = 10_000, k: int = 4, iterations: in
             def update(task: dict) -> None:
                 progress.update(bar, description=task_progress(task))
 
-            result = kmeans_platform.submit(client, stations={party: "families" for party in stations},
-                                            request=request, me="researcher", timeout=600, on_update=update)
+            result = kmeans_station.submit(client, stations={party: "families" for party in stations},
+                                           request=request, me="researcher", timeout=600, on_update=update)
         seconds = time.perf_counter() - started
         print_clustering(result, f"What the researcher learns ({result.persons:,} linked families, "
                                  f"{result.iterations} iterations, {seconds:.1f} s), and nothing else")
@@ -115,7 +116,7 @@ def run_kmeans_demo(root: Path, shared: int = 10_000, k: int = 4, iterations: in
 
 def _check(result, paths: dict[str, Path], request) -> float:
     """The plaintext oracle: the same integer Lloyd from the same public start, on the pooled rows."""
-    from prana.analyses.kmeans import InitPlan, Plan, Standardiser, lloyd
+    from prana.analyses.kmeans.program import InitPlan, Plan, Standardiser, lloyd
 
     tables = [pd.read_csv(path, dtype={"bsn": str}).set_index("bsn") for path in paths.values()]
     linked = list(result.labels.values())[0]["bsn"].tolist()

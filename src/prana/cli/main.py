@@ -7,6 +7,7 @@ Exit codes (also in `prana --help` and the README; `EXIT_CODES` maps each error 
     2  wrong command line            7  a peer (or an operator) did not answer in time
     3  configuration problem         8  verification failed (tampering: hash chain, anchor, signature)
     4  bad input (file, column, value, unknown name)
+                                     9  a model did not converge (perfect separation, too few steps)
   130  interrupted (Ctrl-C)
 """
 
@@ -26,12 +27,13 @@ from prana.cli import cluster as cluster_cli
 from prana.cli import federation as federation_cli
 from prana.cli import compare as compare_cli
 from prana.cli import hub as hub_cli
+from prana.cli import learn as learn_cli
 from prana.cli import station as station_cli
 from prana.cli import task as task_cli
 from prana.cli.federation import typer_table
 from prana.cli.output import console, errors
-from prana.errors import (ConfigError, InputValidationError, PeerTimeout, PolicyViolation, PranaError,
-                          ProtocolError, VerificationFailed)
+from prana.errors import (ConfigError, ConvergenceError, InputValidationError, PeerTimeout, PolicyViolation,
+                          PranaError, ProtocolError, VerificationFailed)
 
 
 class ExitCode(enum.IntEnum):
@@ -44,6 +46,7 @@ class ExitCode(enum.IntEnum):
     PEER = 6
     TIMEOUT = 7
     VERIFICATION = 8
+    CONVERGENCE = 9
     INTERRUPTED = 130
 
 
@@ -55,11 +58,12 @@ EXIT_CODES: tuple[tuple[type[PranaError], ExitCode], ...] = (
     (PeerTimeout, ExitCode.TIMEOUT),
     (ProtocolError, ExitCode.PEER),
     (VerificationFailed, ExitCode.VERIFICATION),
+    (ConvergenceError, ExitCode.CONVERGENCE),
 )
 
 EXIT_HELP = ("Exit codes: 0 success, 1 internal error, 2 wrong command line, 3 configuration problem, "
              "4 bad input, 5 refused by a policy, 6 a peer failed or misbehaved, 7 a peer did not answer in time, "
-             "8 verification failed (tampering), 130 interrupted.")
+             "8 verification failed (tampering), 9 a model did not converge, 130 interrupted.")
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help=f"prana {__version__}: data analysis without readable data.\n\n"
@@ -71,6 +75,7 @@ app.add_typer(cluster_cli.app, name="cluster")
 app.add_typer(hub_cli.app, name="hub")
 app.add_typer(station_cli.app, name="station")
 app.add_typer(task_cli.app, name="task")
+app.add_typer(learn_cli.app, name="learn")
 
 
 def _version(value: bool) -> None:
@@ -86,8 +91,9 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
 
 
 @app.command()
-def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (the Trust Tester) or kmeans "
-                                                                 "(secure clustering)."),
+def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (the Trust Tester), kmeans "
+                                                                 "(secure clustering) or hospitals (federated "
+                                                                 "Cox and Kaplan-Meier)."),
          persons: int = typer.Option(5000, help="compare: persons in the generated income table."),
          claims: int = typer.Option(12, help="compare: claims the bank asks about (plus one unknown person)."),
          anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="compare: anonymity set size k."),
@@ -96,8 +102,8 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
     """Run the concepts through a hub and stations (separate processes, mutual TLS) on generated data."""
     import tempfile
 
-    if scenario not in ("all", "compare", "kmeans"):
-        raise ConfigError(f"--scenario is all, compare or kmeans, not {scenario!r}")
+    if scenario not in ("all", "compare", "kmeans", "hospitals"):
+        raise ConfigError(f"--scenario is all, compare, kmeans or hospitals, not {scenario!r}")
     root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
     if scenario in ("all", "compare"):
         from prana.cli.demo import run_demo
@@ -107,6 +113,10 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
         from prana.cli.demo_kmeans import run_kmeans_demo
 
         run_kmeans_demo(root / "kmeans", families)
+    if scenario in ("all", "hospitals"):
+        from prana.cli.demo_hospitals import run_hospitals_demo
+
+        run_hospitals_demo(root / "hospitals")
     console.print(f"files in {root}")
 
 

@@ -43,14 +43,18 @@ CLAIMS = typer.Option(None, "--claims", help="compare: your claims (CSV), the sa
 
 
 @app.command("submit")
-def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare or kmeans."), hub: Optional[str] = HUB,
+def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare, kmeans, cox, logistic or "
+                                                         "kaplan-meier."), hub: Optional[str] = HUB,
                 federation: Path = FEDERATION, me: str = AS_PARTY,
                 station: list[str] = typer.Option(..., "--station", help="A station that holds data, as NAME or "
-                                                  "NAME=DATASET; repeat it for kmeans (2 or 3 stations)."),
+                                                  "NAME=DATASET; repeat it for kmeans (2 or 3 stations) and the "
+                                                  "federated models (2 to 20)."),
                 dataset: Optional[str] = typer.Option(None, "--dataset", help="The dataset, for stations given "
                                                                               "without =DATASET."),
                 out: Optional[Path] = typer.Option(None, "--out", help="compare: the answers file (CSV); kmeans: "
-                                                                       "a folder for centroids.csv and sizes.csv."),
+                                                   "a folder for centroids.csv and sizes.csv; cox, logistic: a "
+                                                   "folder for coefficients.csv, summary.json and a forest plot; "
+                                                   "kaplan-meier: survival.csv, summary.json, survival.png."),
                 id_column: Optional[str] = typer.Option(None, "--id-column", help="compare: the person column "
                                                         "(default person_id); kmeans: link rows on it (vertical)."),
                 claims: Optional[Path] = typer.Option(None, "--claims", help="compare: your claims (CSV)."),
@@ -63,7 +67,27 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare 
                 init: Optional[Path] = typer.Option(None, "--init", help="kmeans: initial centroids (CSV)."),
                 seed: Optional[int] = typer.Option(None, "--seed", help="kmeans: seed of the default init."),
                 min_group_size: int = typer.Option(10, "--min-group-size", min=1, help="kmeans: suppress smaller "
-                                                   "clusters (the stations' own minimum applies if larger)."),
+                                                   "clusters (the stations' own minimum applies if larger); "
+                                                   "federated models: the disclosure rules' group size (no "
+                                                   "smaller than any station's)."),
+                covariates: Optional[str] = typer.Option(None, "--covariates", help="cox, logistic: the covariate "
+                                                         "columns, comma-separated."),
+                duration_column: str = typer.Option("duration", "--duration-column", help="cox, kaplan-meier: "
+                                                    "time to the event or censoring."),
+                event_column: str = typer.Option("event", "--event-column", help="cox, kaplan-meier: 1 event, "
+                                                 "0 censored."),
+                target_column: str = typer.Option("y", "--target-column", help="logistic: the 0/1 outcome."),
+                ties: str = typer.Option("efron", "--ties", help="cox: efron or breslow."),
+                time_grid: Optional[str] = typer.Option(None, "--time-grid", help="cox, kaplan-meier: share "
+                                                        "durations on a public grid (a step, or day, week, month, "
+                                                        "year)."),
+                penalty: float = typer.Option(0.0, "--penalty", min=0.0, help="cox, logistic: L2 penalty."),
+                group_column: Optional[str] = typer.Option(None, "--group-column", help="kaplan-meier: a curve "
+                                                           "per level, and a log-rank test."),
+                groups: Optional[str] = typer.Option(None, "--groups", help="kaplan-meier: the group column's "
+                                                     "levels, comma-separated."),
+                max_iterations: int = typer.Option(50, "--max-iterations", min=1, max=1000, help="cox, logistic: "
+                                                   "the most Newton steps."),
                 columns: Optional[str] = typer.Option(None, "--columns", help="kmeans: comma-separated features."),
                 timeout: float = typer.Option(600.0, "--timeout", min=1.0, help="Seconds before the task fails "
                                               "(its deadline, approval included)."),
@@ -76,8 +100,11 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare 
         if not (named or dataset):
             raise UsageError(f"--station {item!r} names no dataset: write NAME=DATASET or add --dataset")
         stations[name.strip()] = (named or dataset or "").strip()
-    if analysis not in ("compare", "kmeans"):
-        raise UsageError(f"the command line submits compare or kmeans, not {analysis!r}")
+    from prana.cli import task_federated
+
+    if analysis not in ("compare", "kmeans", *task_federated.ANALYSES):
+        raise UsageError(f"the command line submits compare, kmeans, cox, logistic or kaplan-meier, not "
+                         f"{analysis!r}")
     if analysis == "compare" and (claims is None or len(stations) != 1 or (out is None and not detach)):
         raise UsageError("compare needs one --station, --claims and --out (with --detach, --out can wait for "
                          "`prana task wait`)")
@@ -86,17 +113,40 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare 
 
     again = _common(hub, federation, me)
     with Client(hub, federation=loaded, me=me) as client:
+        if analysis in task_federated.ANALYSES:
+            from prana.analyses.federated import station as federated
+
+            spec = task_federated.specification(
+                analysis, covariates=covariates, duration_column=duration_column, event_column=event_column,
+                target_column=target_column, ties=ties, time_grid=time_grid, penalty=penalty,
+                group_column=group_column, groups=groups, min_group_size=min_group_size,
+                max_iterations=max_iterations)
+            task = federated.start(client, spec=spec, stations=stations, me=me, timeout=timeout)
+            if detach:
+                folder = _quote(out) if out is not None else "DIR"
+                _detach(client, task)
+                _tell(f"task {task['id']} submitted: {analysis} over {', '.join(stations)}.\n"
+                      f"You are its analyst: your process takes part in the fit. Once its stations run it, and "
+                      f"within 5 minutes of that, run:\n"
+                      f"  prana task wait {task['id']} {again} --out {folder}")
+                return
+            _submitted(task, again)
+            with Steps(errors, bars=False) as steps:
+                task_federated.join_and_show(client, loaded, me, task["id"], out,
+                                             on_update=_Follower(steps, task["id"]))
+            return
         if analysis == "kmeans":
-            from prana.analyses import kmeans_jobs, kmeans_platform
+            from prana.analyses.kmeans import Request, load_init
+            from prana.analyses.kmeans import station as kmeans_station
 
             if k is None:
                 raise UsageError("kmeans needs --k, the number of clusters")
-            init_columns, init_rows = kmeans_jobs.load_init(init) if init is not None else (None, None)
-            request = kmeans_jobs.Request(init=init_rows, init_columns=init_columns, id_column=id_column, k=k,
-                                          columns=[item.strip() for item in columns.split(",")] if columns else None,
-                                          iterations=iterations, tolerance=tolerance, seed=seed,
-                                          min_group_size=min_group_size)
-            task = kmeans_platform.start(client, stations=stations, request=request, me=me, timeout=timeout)
+            init_columns, init_rows = load_init(init) if init is not None else (None, None)
+            request = Request(init=init_rows, init_columns=init_columns, id_column=id_column, k=k,
+                              columns=[item.strip() for item in columns.split(",")] if columns else None,
+                              iterations=iterations, tolerance=tolerance, seed=seed,
+                              min_group_size=min_group_size)
+            task = kmeans_station.start(client, stations=stations, request=request, me=me, timeout=timeout)
             if detach:
                 folder = _quote(out) if out is not None else "DIR"
                 _detach(client, task)
@@ -108,15 +158,15 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare 
                 return
             _submitted(task, again)
             with Steps(errors, bars=False) as steps:
-                result = kmeans_platform.follow(client, task["id"], on_update=_Follower(steps, task["id"]))
+                result = kmeans_station.follow(client, task["id"], on_update=_Follower(steps, task["id"]))
             _show_kmeans(result, out, ", ".join(stations))
             return
-        from prana.analyses import compare_platform
+        from prana.analyses.compare import station as compare_station
 
         (name, named), = stations.items()
-        task = compare_platform.submit(client, loaded, me, station=name, dataset=named, claims=claims,
-                                       id_column=id_column or "person_id", value_column=value_column,
-                                       anonymity=anonymity, timeout=timeout)
+        task = compare_station.submit(client, loaded, me, station=name, dataset=named, claims=claims,
+                                      id_column=id_column or "person_id", value_column=value_column,
+                                      anonymity=anonymity, timeout=timeout)
         if detach:
             answers = _quote(out) if out is not None else "ANSWERS.csv"
             _detach(client, task)
@@ -129,8 +179,8 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare 
             return
         _submitted(task, again)
         with Steps(errors, bars=False) as steps:
-            finished, answers = compare_platform.ask(client, loaded, me, task["id"], claims, out,
-                                                     on_update=_Follower(steps, task["id"]))
+            finished, answers = compare_station.ask(client, loaded, me, task["id"], claims, out,
+                                                    on_update=_Follower(steps, task["id"]))
     _show_answers(finished, answers, out)
 
 
@@ -150,21 +200,28 @@ def task_wait(task_id: str = typer.Argument(..., help="The task id."), hub: Opti
     loaded = Federation.load(federation)
     with Client(hub, federation=loaded, me=me) as client:
         task = client.status(task_id)
+        from prana.cli import task_federated
+
+        if task["analysis"] in task_federated.ANALYSES:
+            with Steps(errors, bars=False) as steps:
+                task_federated.join_and_show(client, loaded, me, task_id, out, timeout=timeout,
+                                             on_update=_Follower(steps, task_id))
+            return
         if task["analysis"] == "compare":
             if claims is None or out is None:
                 raise UsageError("a compare task needs --claims (the file it was submitted with) and --out: your "
                                  "process is the verifier that joins its secure session")
-            from prana.analyses import compare_platform
+            from prana.analyses.compare import station as compare_station
 
             with Steps(errors, bars=False) as steps:
-                finished, answers = compare_platform.ask(client, loaded, me, task_id, claims, out, timeout=timeout,
-                                                         on_update=_Follower(steps, task_id))
+                finished, answers = compare_station.ask(client, loaded, me, task_id, claims, out, timeout=timeout,
+                                                        on_update=_Follower(steps, task_id))
             _show_answers(finished, answers, out)
             return
         with Steps(errors, bars=False) as steps:
             follower = _Follower(steps, task_id)
             if task["analysis"] == "kmeans":
-                from prana.analyses.kmeans_platform import follow
+                from prana.analyses.kmeans.station import follow
 
                 result = follow(client, task_id, timeout=timeout, on_update=follower)
             else:
@@ -216,6 +273,13 @@ def task_result(task_id: str = typer.Argument(..., help="The task id."), hub: Op
     with Client(hub, federation=federation, me=me) as client:
         task = client.status(task_id)
         raise_for_state(task)                    # refused or failed: the hub's reason, with its exit code
+        from prana.cli import task_federated
+
+        if task["analysis"] in task_federated.ANALYSES:
+            _say(f"task {task_id} ({task['analysis']}) is {task['state']}. Its analyst takes part in the fit, so "
+                 "the model goes to the `prana task submit` or `prana task wait` process that joined it, never "
+                 "through the hub")
+            return
         if task["analysis"] == "compare":
             where = ("they are in the --out file of the `prana task submit` or `prana task wait` that joined its "
                      "session" if task["state"] == "done" else
@@ -228,7 +292,7 @@ def task_result(task_id: str = typer.Argument(..., help="The task id."), hub: Op
             raise UnknownName(f"task {task_id} is {task['state']} and has no results yet; `prana task wait "
                               f"{task_id}` waits for them")
         if task["analysis"] == "kmeans":
-            from prana.analyses.kmeans_platform import collect
+            from prana.analyses.kmeans.station import collect
 
             _show_kmeans(collect(client, task_id), out, ", ".join(task["stations"]))
             return

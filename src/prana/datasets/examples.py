@@ -8,18 +8,28 @@
     north.csv          three clinics' tables with the same columns about different children (horizontal
     south.csv            k-means), no id column
     east.csv
+    hospital1.csv      three hospitals' lung-cancer patients (lifelines' load_lung, split by institution):
+    hospital2.csv        time, event, age, sex, ph_ecog, ph_karno, wt_loss (federated Cox, Kaplan-Meier)
+    hospital3.csv
+    screening-a.csv    two screening centres' biopsies (scikit-learn's breast cancer data, 4 standardised
+    screening-b.csv      features): radius, texture, smoothness, concavity, malignant (federated logistic)
 
-Everything is generated (`prana.datasets.incomes`, `prana.datasets.health`) with fixed seeds, so the same
-command gives the same files on every machine. Nothing is personal data.
+The incomes and families are generated (`prana.datasets.incomes`, `prana.datasets.health`) with fixed seeds, so the same
+command gives the same files on every machine; the hospitals' and screening centres' rows are public
+teaching datasets that ship inside lifelines and scikit-learn. Nothing is personal data.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prana.datasets import health, incomes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILES = {
     "incomes.csv": "a tax authority's incomes: person_id, income (the Trust Tester's source)",
@@ -30,6 +40,11 @@ FILES = {
     "north.csv": "horizontal k-means: one clinic's children (same columns as south and east)",
     "south.csv": "horizontal k-means: another clinic's children",
     "east.csv": "horizontal k-means: a third clinic's children",
+    "hospital1.csv": "federated survival: one hospital's lung-cancer patients (time, event, covariates)",
+    "hospital2.csv": "federated survival: a second hospital's patients",
+    "hospital3.csv": "federated survival: a third hospital's patients",
+    "screening-a.csv": "federated logistic regression: one screening centre's biopsies (malignant 0/1)",
+    "screening-b.csv": "federated logistic regression: another centre's biopsies",
 }
 
 
@@ -48,6 +63,7 @@ def write_examples(directory: str | Path, *, overwrite: bool = False) -> dict[st
     order = np.random.default_rng(5).permutation(len(children))
     for index, name in enumerate(("north.csv", "south.csv", "east.csv")):
         frames[name] = children.iloc[order[index::3]].reset_index(drop=True)
+    frames.update(survival_sites())
     written = {}
     for name, frame in frames.items():
         path = directory / name
@@ -55,3 +71,24 @@ def write_examples(directory: str | Path, *, overwrite: bool = False) -> dict[st
             frame.to_csv(path, index=False)
         written[name] = path
     return written
+
+
+def survival_sites() -> dict[str, "pd.DataFrame"]:
+    """hospital1-3.csv from lifelines' lung data (the demo's five hospitals, merged into three) and
+    screening-a/b.csv from scikit-learn's breast cancer data."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    from prana.datasets.hospitals import hospital_tables
+
+    five = list(hospital_tables().values())
+    hospitals = [five[0], pd.concat(five[1:3], ignore_index=True), pd.concat(five[3:], ignore_index=True)]
+    frames = {f"hospital{index + 1}.csv": table for index, table in enumerate(hospitals)}
+    cancer = load_breast_cancer(as_frame=True)
+    features = cancer.data[["mean radius", "mean texture", "mean smoothness", "mean concavity"]]
+    features = ((features - features.mean()) / features.std()).round(6)
+    features.columns = ["radius", "texture", "smoothness", "concavity"]
+    biopsies = features.assign(malignant=1 - cancer.target)           # scikit-learn codes benign as 1
+    frames["screening-a.csv"] = biopsies.iloc[:240].reset_index(drop=True)
+    frames["screening-b.csv"] = biopsies.iloc[240:].reset_index(drop=True)
+    return frames

@@ -12,6 +12,7 @@ An input's owner is a committee member's party name or `client:<name>` for an ou
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,7 +27,9 @@ from prana.errors import InputValidationError
 # expect other dtypes than the shares carry. prana therefore runs jax with 64-bit types enabled.
 jax.config.update("jax_enable_x64", True)
 
-RING_DTYPES = {32: ("int32", "float32"), 64: ("int64", "float64")}
+# The 128-bit ring (FM128) carries the same int64/float64 arrays as the 64-bit one; it exists for programs
+# that need a wide fixed point (exact federated statistics: 48 fraction bits and a 2**78 integer range).
+RING_DTYPES = {32: ("int32", "float32"), 64: ("int64", "float64"), 128: ("int64", "float64")}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class SecureProgram:
     """A jax.numpy function with its input contract and output routing.
 
     `function` takes the inputs positionally, in the order of `inputs`, and returns a tuple in the order
-    of `outputs`. `ring_bits` selects the SPU ring (FM32 or FM64), `fraction_bits` its fixed point.
+    of `outputs`. `ring_bits` selects the SPU ring (FM32, FM64 or FM128), `fraction_bits` its fixed point.
     """
 
     name: str
@@ -67,7 +70,7 @@ class SecureProgram:
 
     def __post_init__(self) -> None:
         if self.ring_bits not in RING_DTYPES:
-            raise ValueError("ring_bits must be 32 or 64")
+            raise ValueError("ring_bits must be 32, 64 or 128")
         names = [item.name for item in self.inputs] + [item.name for item in self.outputs]
         if len(set(names)) != len(names):
             raise ValueError(f"program {self.name}: input and output names must be unique")
@@ -139,8 +142,9 @@ class SecureProgram:
                                          f"{len(outputs)} outputs")
                     return outputs
 
-                executable, _ = frontend.compile(frontend.Kind.JAX, self.function, examples, {}, names,
-                                                 [libspu.Visibility.VIS_SECRET] * len(names), output_names)
+                with _compile_cache(frontend):
+                    executable, _ = frontend.compile(frontend.Kind.JAX, self.function, examples, {}, names,
+                                                     [libspu.Visibility.VIS_SECRET] * len(names), output_names)
                 executable.name = self.name
                 self._compiled = executable
             return self._compiled
@@ -151,3 +155,74 @@ class SecureProgram:
         if self._digest is None:
             self._digest = hashlib.sha256(executable.code).hexdigest()
         return self._digest
+
+
+# -- the compile cache -----------------------------------------------------------------------------------------
+
+_CACHE_LOCK = threading.Lock()
+
+
+def compile_cache_folder() -> "os.PathLike[str] | None":
+    """Where compiled programs are kept between processes: $PRANA_COMPILE_CACHE, else ~/.cache/prana/spu;
+    PRANA_COMPILE_CACHE=off turns it off. The folder is 0700 and each file 0600, like the code that runs."""
+    from pathlib import Path
+
+    setting = os.environ.get("PRANA_COMPILE_CACHE", "")
+    if setting.lower() in ("off", "0", "no"):
+        return None
+    return Path(setting) if setting else Path.home() / ".cache" / "prana" / "spu"
+
+
+class _compile_cache:
+    """SPU's compiler, memoised on disk by the SHA-256 of what it compiles: the XLA program text, the input
+    visibilities, the compiler options and the spu version. SPU's own compile of a program takes seconds and
+    gives the same bytes every time, so every later process (the next run, each committee member on this
+    host) reads them instead. A changed or corrupted file cannot slip through unnoticed: the members compare
+    the SHA-256 of the compiled program before anything is shared (`CommitteeSession.run`), so a program
+    that differs from a peer's fails at that step; the folder is the user's own, as is the code that runs."""
+
+    def __init__(self, frontend) -> None:
+        self.api = frontend.spu_api
+        self.original = None
+
+    def __enter__(self):
+        folder = compile_cache_folder()
+        if folder is None:
+            return self
+        original = self.original = self.api.compile
+
+        def cached(source, options):
+            import spu
+
+            key = hashlib.sha256()
+            text = source.ir_txt
+            settings = sorted((name, repr(getattr(options, name))) for name in dir(options)
+                              if not name.startswith("_") and not callable(getattr(options, name)))
+            for part in (spu.__version__.encode(), text.encode() if isinstance(text, str) else bytes(text),
+                         repr(list(source.input_visibility)).encode(), repr(settings).encode()):
+                key.update(len(part).to_bytes(8, "big") + part)
+            path = folder / f"{key.hexdigest()}.mlir"
+            try:
+                return path.read_bytes()
+            except OSError:
+                pass
+            code = original(source, options)
+            try:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                temporary = path.with_suffix(f".{os.getpid()}.tmp")
+                descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(code if isinstance(code, bytes) else bytes(code))
+                os.replace(temporary, path)
+            except OSError:
+                pass                      # a read-only home: compile every time
+            return code
+
+        _CACHE_LOCK.acquire()
+        self.api.compile = cached
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.original is not None:
+            self.api.compile = self.original
+            _CACHE_LOCK.release()

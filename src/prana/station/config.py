@@ -39,7 +39,7 @@ incomes.csv and the federation's folder fed/.
     approval = "manual"                       # or "auto"
     peers = []                                # the stations this dataset may sit on a committee with
 
-    [incomes.compare]                         # per analysis: its own limits (see prana.analyses.*_policy)
+    [incomes.compare]                         # per analysis: its own limits (see prana.analyses.*.policy)
     min_anonymity = 1000
     max_claims_per_task = 100
 

@@ -10,7 +10,7 @@
 
 A task declares how many claims it asks (`parameters.claims`); that number is checked against both limits
 and charged to the requester's budget when the task is approved, and the source refuses, inside the
-session, any claim beyond it (`prana.analyses.compare.Source`, `max_claims`). So neither a requester nor the
+session, any claim beyond it (`prana.analyses.compare.member.Source`, `max_claims`). So neither a requester nor the
 hub can ask more than the policy allows, whatever the approval screen showed.
 """
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prana.errors import PolicyViolation
 
-DEFAULT_ANONYMITY = 1000       # as prana.analyses.compare.DEFAULT_ANONYMITY (not imported: that loads jax)
+DEFAULT_ANONYMITY = 1000       # as prana.analyses.compare.program.DEFAULT_ANONYMITY (not imported: that loads jax)
 
 
 class Limits(BaseModel):

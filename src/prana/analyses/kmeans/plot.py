@@ -1,7 +1,7 @@
 """clusters.png: each party's own points, coloured by the labels it received, with the released centroids.
 
 Each panel draws only what its party may see: its own rows (from its own table) and its own labels, plus the
-centroids the analyst received. A local run (`prana.analyses.kmeans_jobs.cluster_local`) holds all of them;
+centroids the analyst received. A local run (`prana.analyses.kmeans.cluster_local`) holds all of them;
 on the platform nobody does, so there is no picture there.
 
     columns of a party   its panel

@@ -19,7 +19,7 @@ about any one person.
 
 Cost. Multinomial counts spread, so S is larger than today's exactly-k buckets: at N = 100,000, S = 1,136
 for k = 1,000 (+13.6% rows per claim) and S = 42 for k = 10 (4.2 k). See the docstring of
-`prana.analyses.compare` for the measured throughput.
+`prana.analyses.compare.program` for the measured throughput.
 
 Stability. A source that re-salted for every task would let two or three tasks about one person intersect
 their anonymity sets down to about that person. The salt and tweaks are HMAC-SHA256 of the source's secret

@@ -1,30 +1,27 @@
 """The Trust Tester's jobs, shared by the CLI and the Python API: serve, ask, and local (both roles as two
 local processes with a fresh federation).
 
-    from prana.analyses import compare_jobs as trust
+    from prana.analyses import compare as trust
     trust.serve("fed/federation.toml", "authority", "incomes.csv", id_column="person_id", value_column="income")
     answers = trust.ask("fed/federation.toml", "bank", "claims.csv", out="results.csv")
     result = trust.local("incomes.csv", "claims.csv", out="results.csv", value_column="income")
 
 Isolation: SPU's native runtime can take its whole process down when a peer vanishes in the middle of an MPC
-run. So every session runs in a child process ("session worker") supervised by the caller: `ask` waits for
-its worker and turns any failure into one sentence; `serve` keeps the prepared table on disk and starts one
-worker per verifier session, so a verifier that dies mid-run costs that session only, never the server.
+run. So every session runs in a child process ("session worker", `prana.analyses.compare.member`)
+supervised by the caller: `ask` waits for its worker and turns any failure into one sentence; `serve` keeps
+the prepared table on disk and starts one worker per verifier session, so a verifier that dies mid-run
+costs that session only, never the server.
 
 A session worker tells `serve` what happens as it happens: it appends each event (listening, session,
-refused, answered) as one JSON line to a 0600 file in its folder, which `serve` follows. So "listening" is
-said only once the first worker's listener is bound, and a refused peer is reported while the worker goes
-on waiting for its verifier. A worker that fails before it listens (the port is in use) stops `serve` with
-its sentence; it is not a served session.
+refused, answered) as one JSON line to a 0600 file in its folder (`prana.analyses.workers.EventFile`),
+which `serve` follows. So "listening" is said only once the first worker's listener is bound, and a
+refused peer is reported while the worker goes on waiting for its verifier. A worker that fails before it
+listens (the port is in use) stops `serve` with its sentence; it is not a served session.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,59 +29,17 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, Source, SourceTable, Verifier, load_source_table
-from prana.analyses.compare_buckets import fresh_secret, source_secret
+from prana.analyses.compare.buckets import fresh_secret, source_secret
+from prana.analyses.compare.program import DEFAULT_ANONYMITY
+from prana.analyses.compare.table import Claims, load_source_table
+from prana.analyses.workers import EventFile, WorkFolder, write_atomically
 from prana.config import Federation
 from prana.engine.channel import bind_socket
 from prana.engine.local import LocalCommittee, error_for, local_federation, run_isolated
 from prana.engine.session import Timeouts
-from prana.files import private_file
 from prana.errors import PranaError
 
 Events = Callable[[str, dict[str, Any]], None]
-
-
-class WorkFolder:
-    """Where a job keeps its work files: 0700, every file 0600, and everything the job wrote removed at the
-    end on every path (success, failure, Ctrl-C). A fresh temporary folder is removed whole; a folder the
-    caller gave stays the caller's, and only what the job put in it goes."""
-
-    def __init__(self, workdir: str | Path | None, prefix: str) -> None:
-        self.given = workdir is not None
-        self.root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=prefix))  # 0700
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.names: list[str] = []
-
-    def path(self, name: str) -> Path:
-        """A file or folder of the job, directly under the work folder (removed at the end)."""
-        self.names.append(name)
-        return self.root / name
-
-    def folder(self, name: str) -> Path:
-        path = self.path(name)
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return path
-
-    def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
-        path = self.path(name)
-        with private_file(path) as handle:
-            frame.to_csv(handle, index=False)
-        return path
-
-    def __enter__(self) -> "WorkFolder":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if not self.given:
-            shutil.rmtree(self.root, ignore_errors=True)
-            return
-        for name in self.names:
-            target = self.root / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                target.unlink(missing_ok=True)
-                target.with_name(target.name + ".partial").unlink(missing_ok=True)
 
 
 def serve(federation: str | Path, me: str, table: str | Path, *, id_column: str = "person_id",
@@ -117,7 +72,7 @@ def serve(federation: str | Path, me: str, table: str | Path, *, id_column: str 
             events_file = folder / "events.jsonl"
             try:
                 with LocalCommittee(workdir=folder) as committee:
-                    committee.spawn(me, "prana.analyses.compare_jobs:serve_worker",
+                    committee.spawn(me, "prana.analyses.compare.member:serve_worker",
                                     {"federation": str(Path(federation).resolve()), "me": me,
                                      "prepared": str(work.root / "table"), "connect": timeouts.connect,
                                      "step": timeouts.step, "idle_timeout": idle_timeout, "verifier": verifier,
@@ -143,24 +98,15 @@ def _follow(committee: LocalCommittee, me: str, events_file: Path, events: Event
     """Wait for the session worker, passing on each event it writes as it writes it ("listening" only when
     `announce`). Returns its result and whether it listened."""
     deadline = time.monotonic() + timeout
-    position, heard = 0, False
+    follower, heard = EventFile(events_file), False
     while True:
         finished = committee.poll(me)
         if finished is None and time.monotonic() >= deadline:
             finished = committee.wait(0)[me]
-        try:
-            with open(events_file, "rb") as handle:
-                handle.seek(position)
-                data = handle.read()
-        except FileNotFoundError:
-            data = b""
-        complete = data[: data.rfind(b"\n") + 1]
-        position += len(complete)
-        for line in complete.splitlines():
+        for item in follower.read_new():
             try:
-                item = json.loads(line)
                 event, details = str(item["event"]), dict(item["details"])
-            except (ValueError, KeyError, TypeError):
+            except (KeyError, TypeError, ValueError):
                 continue
             if event == "listening":
                 heard = True
@@ -170,34 +116,6 @@ def _follow(committee: LocalCommittee, me: str, events_file: Path, events: Event
         if finished is not None:
             return finished, heard
         time.sleep(0.1)
-
-
-def serve_worker(federation: str, me: str, prepared: str, connect: float, step: float,
-                 idle_timeout: float | None, address: str | None = None, session: str | None = None,
-                 verifier: str | None = None, max_claims: int | None = None,
-                 events_file: str | None = None) -> dict[str, Any]:
-    """One session of the source, in its own process (see the module docstring). Only `verifier` (when
-    named) may open it, and it answers at most `max_claims` claims. With `events_file`, each event is also
-    appended to it (0600) as one JSON line when it happens."""
-    os.umask(0o077)     # this process writes only work files (its result, its events)
-    table = SourceTable.load_prepared(Path(prepared))
-    recorded: list[dict[str, Any]] = []
-    lock = threading.Lock()     # the listener reports refusals from its own thread
-
-    def record(event: str, details: dict[str, Any]) -> None:
-        item = {"event": event, "details": details}
-        with lock:
-            recorded.append(item)
-            if events_file is not None:
-                descriptor = os.open(events_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                with os.fdopen(descriptor, "ab") as handle:
-                    handle.write(json.dumps(item, default=str).encode() + b"\n")
-
-    source = Source(Federation.load(federation), me, table, timeouts=Timeouts(connect, step), max_claims=max_claims,
-                    on_event=record)
-    served = source.serve(1, idle_timeout=idle_timeout, raise_errors=True, address=address, session=session,
-                          verifier=verifier)
-    return {"idle": served == 0, "events": [item for item in recorded if item["event"] != "listening"]}
 
 
 def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: str | Path | None = None,
@@ -217,7 +135,7 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
     with WorkFolder(workdir, "prana-ask-") as work:
         claims_path = work.write_frame("claims.csv", batch.frame())
         result_path = work.path("answers.csv")
-        run_isolated("prana.analyses.compare_jobs:ask_worker",
+        run_isolated("prana.analyses.compare.member:ask_worker",
                      {"federation": str(Path(federation).resolve()), "me": me, "claims": str(claims_path),
                       "out": str(result_path), "source": source, "connect": timeouts.connect, "step": timeouts.step,
                       "source_address": source_address, "session": session,
@@ -225,34 +143,8 @@ def ask(federation: str | Path, me: str, claims: str | Path | Claims, *, out: st
                      party=me, timeout=timeouts.connect + 20 * timeouts.step + 60, workdir=work.path("worker"))
         answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
     if out is not None:
-        _write_atomically(answers, Path(out))
+        write_atomically(answers, Path(out))
     return answers
-
-
-def ask_worker(federation: str, me: str, claims: str, out: str, source: str | None, connect: float,
-               step: float, source_address: str | None = None, session: str | None = None,
-               claims_name: str | None = None) -> dict[str, Any]:
-    """The verifier's session, in its own process. `claims` is the job's copy of the claims; messages name
-    `claims_name`, the user's file."""
-    os.umask(0o077)     # this process writes only work files (the answers, its result)
-    started = time.perf_counter()
-    with Verifier(Federation.load(federation), me, source=source, timeouts=Timeouts(connect, step),
-                  source_address=source_address, session=session) as verifier:
-        answers = verifier.ask(Claims.load(claims), source_name=claims_name or claims)
-    _write_atomically(answers, Path(out))
-    return {"claims": len(answers), "timings": {"ask": time.perf_counter() - started}}
-
-
-def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write a result (0600) so that a failure never leaves a half-written file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    try:
-        with private_file(temporary) as handle:
-            frame.to_csv(handle, index=False)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @dataclass
@@ -278,10 +170,10 @@ def local(table: str | Path, claims: str | Path, *, out: str | Path | None = Non
         started = time.perf_counter()
         result_path = work.path("answers.csv")
         with LocalCommittee(workdir=work.path("processes")) as committee:
-            committee.spawn("authority", "prana.analyses.compare_jobs:serve_worker",
+            committee.spawn("authority", "prana.analyses.compare.member:serve_worker",
                             {"federation": str(federation), "me": "authority", "prepared": str(work.root / "table"),
                              "connect": 60.0, "step": 120.0, "idle_timeout": 120.0, "verifier": "bank"})
-            committee.spawn("bank", "prana.analyses.compare_jobs:ask_worker",
+            committee.spawn("bank", "prana.analyses.compare.member:ask_worker",
                             {"federation": str(federation), "me": "bank", "claims": str(claims_path),
                              "out": str(result_path), "source": "authority", "connect": 60.0, "step": 120.0,
                              "claims_name": str(claims)})
@@ -295,18 +187,5 @@ def local(table: str | Path, claims: str | Path, *, out: str | Path | None = Non
             raise PranaError(next(item["details"]["error"] for item in authority_events if item["event"] == "failed"))
         answers = pd.read_csv(result_path, dtype={"person_id": str}, keep_default_na=False)
     if out is not None:
-        _write_atomically(answers, Path(out))
+        write_atomically(answers, Path(out))
     return LocalResult(answers, time.perf_counter() - started, results["bank"].get("timings", {}))
-
-
-def serve_target(federation: str, me: str, table: str, id_column: str, value_column: str, anonymity: int,
-                 decimals: int, sessions: int = 1) -> dict[str, Any]:
-    """The source serving `sessions` sessions in this one process (tests and benchmarks spawn it as a child)."""
-    failures: list[str] = []
-    source = Source(Federation.load(federation), me,
-                    load_source_table(table, id_column, value_column, anonymity=anonymity, decimals=decimals),
-                    on_event=lambda event, details: failures.append(details["error"]) if event == "failed" else None)
-    served = source.serve(sessions, idle_timeout=300.0)
-    if failures:
-        raise PranaError(failures[-1])
-    return {"served": served}

@@ -7,14 +7,14 @@
                                table, starts a session worker on a fresh port and reports "running" with it
     3     bank                 sees "running" with the endpoint and opens the Trust Tester session there; the
                                session id is the task id, so messages of two tasks never mix
-    4     both                 the protocol of `prana.analyses.compare`; answers go to the bank alone
+    4     both                 the protocol of `prana.analyses.compare.member`; answers go to the bank alone
     5     authority station    reports "done" (or "failed" with the reason); its audit log holds what was sent
 
 The hub sees the task, its parameters, states and progress, never a claim, a value, a share or an answer.
-What each party learns is as in `prana.analyses.compare`. The session is bound to the task's requester: the
+What each party learns is as in `prana.analyses.compare.program`. The session is bound to the task's requester: the
 hub, or any other party holding the task id and a federation certificate, is refused at the hello (and the
 refusal is in the station's audit log). The station judges the task's parameters against its policy before
-this module runs (`prana.analyses.compare_policy`: value columns, smallest anonymity set, claims per task
+this module runs (`prana.analyses.compare.policy`: value columns, smallest anonymity set, claims per task
 and per day); the claim count it admitted (`context.limits["max_claims"]`) is enforced inside the session.
 
 The bank's steps 1 and 3 are `submit` and `ask` (`submit_and_ask` does both): between them its process may
@@ -31,14 +31,14 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from prana.analyses import compare_jobs
-from prana.analyses.compare import DEFAULT_ANONYMITY, Claims, SourceTable
-from prana.analyses.compare_buckets import source_secret
+from prana.analyses.compare import jobs
+from prana.analyses.compare.buckets import source_secret
+from prana.analyses.compare.program import DEFAULT_ANONYMITY
+from prana.analyses.compare.table import Claims, SourceTable
 from prana.analyses.tables import id_column, numeric_column, require_columns
-from prana.engine.channel import free_endpoint
+from prana.analyses.workers import open_endpoint, supervise
 from prana.engine.encoding import INT32_MAX, IntegerEncoding
-from prana.engine.local import LocalCommittee, error_for
-from prana.errors import ConfigError, InputValidationError, PeerAborted, PeerTimeout, PranaError
+from prana.errors import ConfigError, InputValidationError, PeerTimeout, PranaError
 
 ANALYSIS = "compare"
 SECRET_FILE = "compare-secret.key"    # in the station's state folder: the key of its buckets' salts
@@ -61,7 +61,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     The prepared table and the worker's folder are 0600/0700 and removed when the task ends, however it ends."""
     params = _parameters(task)
     dataset = task["dataset"]
-    most = (getattr(context, "limits", None) or {}).get("max_claims")    # judged by compare_policy.admit
+    most = (getattr(context, "limits", None) or {}).get("max_claims")    # judged by compare.policy.admit
     max_claims = int(most) if most is not None else None
     frame = context.dataset(dataset)
     source = f"dataset {dataset!r}"
@@ -71,38 +71,27 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                              source=source, row_offset=1)
     ids = id_column(frame, params["id_column"], source)
     del frame
-    # The same key, persons and k give the same buckets in every task (see prana.analyses.compare_buckets).
+    # The same key, persons and k give the same buckets in every task (see prana.analyses.compare.buckets).
     secret = source_secret(Path(context.workdir).parent.parent / SECRET_FILE)
     table = SourceTable(ids, values, anonymity=params["anonymity"], encoding=encoding, secret=secret)
     prepared, scratch = Path(context.workdir) / "table", Path(context.workdir) / "worker"
     try:
         table.save(prepared)
         del table
-        endpoint = free_endpoint(context.federation.party(context.me).host)
         context.progress("waiting for the verifier", 0, 1)
-        context.running(endpoint)
+        endpoint = open_endpoint(context)
         idle = max(5.0, context.deadline - time.time())
-        with LocalCommittee(workdir=scratch) as worker:
-            worker.spawn(context.me, "prana.analyses.compare_jobs:serve_worker",
-                         {"federation": str(context.federation.file), "me": context.me,
-                          "prepared": str(prepared), "connect": 30.0, "step": 120.0,
-                          "idle_timeout": idle, "address": endpoint, "session": task["id"],
-                          "verifier": task["requester"], "max_claims": max_claims})
-            deadline = time.time() + idle + 600
-            while True:   # wait for the session, but stop at once if the task ends elsewhere (cancelled, expired)
-                result = worker.poll(context.me)
-                if result is not None:
-                    break
-                if context.ended() or time.time() > deadline:
-                    worker.kill(context.me)
-                    raise PeerAborted("the task ended before its session finished")
-                time.sleep(1.0)
+        # wait for the session, but stop at once if the task ends elsewhere (cancelled, expired)
+        result = supervise(context, "prana.analyses.compare.member:serve_worker",
+                           {"federation": str(context.federation.file), "me": context.me,
+                            "prepared": str(prepared), "connect": 30.0, "step": 120.0,
+                            "idle_timeout": idle, "address": endpoint, "session": task["id"],
+                            "verifier": task["requester"], "max_claims": max_claims},
+                           workdir=scratch, deadline=time.time() + idle + 600, every=1.0,
+                           ended="the task ended before its session finished")
     finally:
         shutil.rmtree(prepared, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    error = error_for(context.me, result)
-    if error is not None:
-        raise error
     for item in result.get("events", []):
         if item["event"] == "refused":
             context.record("session-refused", recipient=str(item["details"].get("peer", ""))[:64],
@@ -176,7 +165,7 @@ def ask(client: Any, federation: Any, me: str, task_id: str, claims: str | Path 
                                    "process that joined its session")
     endpoint = running["stations"][station]["endpoint"]
     try:
-        answers = compare_jobs.ask(federation.file, me, batch, out=out, source=station,
+        answers = jobs.ask(federation.file, me, batch, out=out, source=station,
                                    source_address=endpoint, session=task_id)
     except PranaError as exc:
         try:

@@ -8,14 +8,14 @@
                               of the stations' rules), waits for approval if manual, opens a port for the
                               engine and reports "running" with it
     3     every station       waits until every station of the task has announced its endpoint, then runs
-                              `prana.analyses.kmeans_jobs.member` in a supervised worker; the committee is the
+                              `prana.analyses.kmeans.member.member` in a supervised worker; the committee is the
                               task's stations in name order, the session id is the task id
     4     every station       keeps the labels of its own rows (`<state>/tasks/<id>/labels.csv`), and leaves
                               its share of the centroids and sizes at the hub, sealed to the analyst
     5     analyst             fetches the sealed shares (`collect`), reconstructs centroids and sizes
 
 The hub holds the task, its states and progress, and ciphertext it cannot open; never a value, a share in
-the clear, a label or a centroid. What each party learns is tabled in `prana.analyses.kmeans`.
+the clear, a label or a centroid. What each party learns is tabled in `prana.analyses.kmeans.program`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from prana.analyses.kmeans_jobs import STEPS, Clustering, ProgressFile, Request, assemble, labels_frame
-from prana.engine.channel import free_endpoint
-from prana.engine.local import LocalCommittee, error_for
-from prana.errors import (ConfigError, MalformedMessage, PeerAborted, PeerTimeout, PranaError,
-                          UnknownName)
+from prana.analyses.kmeans.jobs import Clustering, assemble
+from prana.analyses.kmeans.member import Request, labels_frame, progress_file
+from prana.analyses.kmeans.settings import STEPS
+from prana.analyses.workers import await_endpoints, deliver_sealed, open_endpoint, supervise
+from prana.errors import ConfigError, MalformedMessage, PeerAborted, UnknownName
 from prana.files import write_private_csv
 
 ANALYSIS = "kmeans"
@@ -56,23 +56,20 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     member = context.workdir / "member"
     try:
         write_private_csv(table, _needed_columns(context.dataset(task["dataset"]), request))
-        endpoint = free_endpoint(context.federation.party(context.me).host)
-        context.running(endpoint)
+        open_endpoint(context)
         context.progress("waiting for the other stations", 0, LAST)
-        endpoints = _await_endpoints(context, committee)
-        with LocalCommittee(workdir=context.workdir / "worker") as worker:
-            worker.spawn(context.me, "prana.analyses.kmeans_jobs:member",
-                         {"federation": str(context.federation.file), "me": context.me, "committee": committee,
-                          "session": task["id"], "table": str(table), "request": request.__dict__,
-                          "workdir": str(member), "addresses": endpoints,
-                          "station_min_group_size": context.min_group_size})
-            result = _follow(context, worker, ProgressFile.of_member(member, context.me))
+        endpoints = await_endpoints(context, committee)
+        result = supervise(context, "prana.analyses.kmeans.member:member",
+                           {"federation": str(context.federation.file), "me": context.me, "committee": committee,
+                            "session": task["id"], "table": str(table), "request": request.__dict__,
+                            "workdir": str(member), "addresses": endpoints,
+                            "station_min_group_size": context.min_group_size},
+                           workdir=context.workdir / "worker", deadline=context.deadline + 60, every=0.5,
+                           ended="the task ended before the clustering finished",
+                           progress=progress_file(member, context.me), steps=STEPS)
     finally:
         table.unlink(missing_ok=True)
         shutil.rmtree(member, ignore_errors=True)
-    error = error_for(context.me, result)
-    if error is not None:
-        raise error
     labels = labels_frame(result, request.id_column)
     write_private_csv(context.outputs / "labels.csv", labels)     # kept on purpose; the workdir is scratch
     peers = [name for name in committee if name != context.me]
@@ -83,10 +80,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
                    outcome=f"tasks/{task['id']}/labels.csv in the station's state folder")
     payload = json.dumps({key: result[key] for key in ("exports", "persons", "iterations", "min_group_size",
                                                        "columns", "committee")} | {"station": context.me}).encode()
-    for recipient in task["recipients"]:
-        context.deliver(recipient, RESULT_PREFIX + context.me, payload)
-        context.record("output-sent", kind="sealed-shares", recipient=recipient, bytes=len(payload),
-                       outcome="centroids, sizes")
+    deliver_sealed(context, task["recipients"], RESULT_PREFIX + context.me, payload, outcome="centroids, sizes")
     context.progress("done", LAST, LAST)
     return {"persons": int(result["persons"]), "iterations": int(result["iterations"])}
 
@@ -98,36 +92,6 @@ def _needed_columns(frame: pd.DataFrame, request: Request) -> pd.DataFrame:
         keep = [column for column in [request.id_column, *request.columns] if column is not None]
         return frame[[column for column in dict.fromkeys(keep) if column in frame.columns]]
     return frame
-
-
-def _await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:
-    while True:
-        try:
-            endpoints = context.endpoints()
-        except PranaError:
-            endpoints = {}
-        if all(name in endpoints for name in committee):
-            return {name: endpoints[name] for name in committee}
-        if context.ended() or time.time() > context.deadline:
-            waiting = [name for name in committee if name not in endpoints]
-            raise PeerTimeout(f"station {waiting[0]} never joined the committee", peer=waiting[0])
-        time.sleep(0.3)
-
-
-def _follow(context: Any, worker: LocalCommittee, progress: ProgressFile) -> dict[str, Any]:
-    last = None
-    while True:
-        result = worker.poll(context.me)
-        if result is not None:
-            return result
-        step = progress.latest()
-        if step is not None and step != last:
-            last = step
-            context.progress(step, STEPS.index(step), LAST)
-        if context.ended() or time.time() > context.deadline + 60:
-            worker.kill(context.me)
-            raise PeerAborted("the task ended before the clustering finished")
-        time.sleep(0.5)
 
 
 # -- the analyst's side ----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """What a k-means request may cost, said before it starts: the bound on k (a k that can only give suppressed
 clusters is refused) and an estimate of the seconds a run takes, with the constants measured on a 2-core
-machine. `prana cluster local` and `kmeans_jobs.cluster_local` warn before a long run; the stations apply
+machine. `prana cluster local` and `prana.analyses.kmeans.cluster_local` warn before a long run; the stations apply
 the bound on k after the linkage, when the number of persons is known.
 """
 
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from prana.analyses import kmeans
+from prana.analyses.kmeans import program as kmeans
 from prana.analyses.tables import read_table
 from prana.errors import InputValidationError
 
 if TYPE_CHECKING:
-    from prana.analyses.kmeans_jobs import Request
+    from prana.analyses.kmeans.member import Request
 
 
 def check_k_bound(k: int, persons: int, min_group_size: int, *, smallest: str | None = None) -> None:

@@ -1,0 +1,47 @@
+"""The FederatedCoxPH estimator (the package docstring describes it)."""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+from prana.analyses.federated.data import Specification
+from prana.analyses.federated.estimator import FederatedRegression, default_covariates, site_paths
+from prana.errors import NotFittedError
+
+
+class FederatedCoxPH(FederatedRegression):
+    """Cox proportional hazards over several sites' rows. `ties` is "efron" (lifelines' default) or
+    "breslow"; `time_grid` coarsens durations to a public grid before anything is shared (a step in the
+    durations' unit, or day / week / month / year); `penalizer` is an L2 penalty on the coefficients."""
+
+    model = "cox"
+
+    def __init__(self, ties: str = "efron", time_grid: str | float | None = None, penalizer: float = 0.0,
+                 max_iterations: int = 50, tolerance: float = 1e-10, min_group_size: int = 3) -> None:
+        self.ties, self.time_grid, self.penalizer = ties, time_grid, penalizer
+        self.max_iterations, self.tolerance = max_iterations, tolerance
+        self.min_group_size = min_group_size
+        self._result = None
+
+    def fit(self, sites: Any, duration_col: str = "duration", event_col: str = "event",
+            covariates: list[str] | None = None, on_step: Any = None) -> "FederatedCoxPH":
+        paths = site_paths(sites)
+        names = list(covariates) if covariates else default_covariates(paths, [duration_col, event_col])
+        spec = Specification("cox", tuple(names), duration_column=duration_col, event_column=event_col,
+                             ties=self.ties, time_grid=None if self.time_grid is None else str(self.time_grid),
+                             penalty=float(self.penalizer), max_iterations=self.max_iterations,
+                             min_group_size=self.min_group_size,
+                             tolerance=self.tolerance)
+        self._fit(spec, paths, names, on_step)
+        return self
+
+    @property
+    def hazard_ratios_(self):
+        self._require_fit()
+        return self.summary["exp(coef)"]
+
+    @property
+    def concordance_index_(self) -> float:
+        raise NotFittedError("the concordance index is not computed: it compares risk scores of persons at "
+                             "different sites pair by pair, which is not a sum of per-site statistics")

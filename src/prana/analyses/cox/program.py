@@ -1,0 +1,193 @@
+"""Exact federated Cox proportional hazards: the statistics a site computes and the secure reduction.
+
+Notation (used only inside this module): a site holds rows (t_i, e_i, x_i) with duration t_i, event
+indicator e_i and p covariates x_i. For coefficients b, w_i = exp(x_i . b). The pooled event times
+tau_1 < ... < tau_T are public to the session (see "who learns what"). At each tau_k a site sums over its
+rows
+
+    risk set  R_k = {i : t_i >= tau_k}      S0_k = sum w_i,  S1_k = sum w_i x_i,  S2_k = sum w_i x_i x_i'
+    deaths    D_k = {i : t_i == tau_k, e_i} T0_k = sum w_i,  T1_k = sum w_i x_i,  T2_k = sum w_i x_i x_i'
+
+and, once, X_e = sum over its deaths of x_i and L_e = sum over its deaths of x_i . b. Every one of these is a sum over rows, so the pooled value is
+the sum of the sites' values. Efron's partial likelihood needs, for each tau_k with d_k pooled deaths and
+each l = 0 .. d_k - 1 (one term per death), the fraction f = l / d_k and
+
+    phi = S0 - f T0,   Z1 = (S1 - f T1) / phi,   Z2 = (S2 - f T2) / phi
+
+    log-likelihood  = L_e - sum log phi
+    gradient        = X_e - sum Z1
+    information     = sum (Z2 - Z1 Z1')                 (minus the Hessian)
+
+Breslow's approximation is the same with f = 0 (then the d_k terms of tau_k are equal). `reduction` is
+that computation as one `jax.numpy` function: the committee runs it in MPC on the sum of the sites'
+shared statistics, so only the log-likelihood, the gradient and the information leave the MPC. The same
+function in plaintext is the test oracle.
+
+Packing: S2 and T2 are symmetric, so a site sends their upper triangles (q = p (p + 1) / 2 values).
+
+Who learns what, in one Newton step (the session module states the whole fit):
+
+    party       learns
+    analyst     the pooled log-likelihood, gradient and information at the current coefficients
+    each site   the current coefficients (it needs them to compute its statistics)
+    member      shares only (uniformly random)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def packed_size(covariates: int) -> int:
+    return covariates * (covariates + 1) // 2
+
+
+def unpack_symmetric(packed, size: int, numpy=None):
+    """The symmetric matrix whose upper triangle (row by row) is `packed` (jax.numpy unless `numpy`)."""
+    if numpy is None:
+        import jax.numpy as numpy
+    upper = np.triu_indices(size)
+    full = numpy.zeros((size, size))
+    if numpy is np:
+        full[upper] = packed
+    else:
+        full = full.at[upper].set(packed)
+    return full + full.T - numpy.diag(numpy.diag(full))
+
+
+def _outer_packed(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rows of weights * upper-triangle(x x'), one row per input row."""
+    upper = np.triu_indices(values.shape[1])
+    return weights[:, None] * values[:, upper[0]] * values[:, upper[1]]
+
+
+@dataclass(frozen=True)
+class TieTerms:
+    """The public expansion of the pooled event times into Efron's terms: for each term, the index of its
+    event time and its fraction l / d (0 for Breslow)."""
+
+    time_index: np.ndarray     # int, one entry per death
+    fraction: np.ndarray       # float
+
+    @classmethod
+    def of(cls, deaths_per_time: np.ndarray, ties: str) -> "TieTerms":
+        deaths = np.asarray(deaths_per_time, dtype=np.int64)
+        index = np.repeat(np.arange(deaths.size), deaths)
+        if ties == "breslow":
+            return cls(index, np.zeros(index.size))
+        starts = np.repeat(np.cumsum(deaths) - deaths, deaths)
+        within = np.arange(index.size) - starts
+        return cls(index, within / np.repeat(deaths, deaths).astype(float))
+
+
+def site_statistics(durations: np.ndarray, events: np.ndarray, covariates: np.ndarray, times: np.ndarray,
+                    coefficients: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """One site's additive statistics at `coefficients`, as one flat float64 vector:
+    [S0 (T), T0 (T), S1 (T p), T1 (T p), S2 (T q), T2 (T q), X_e (p), L_e (1)].
+
+    `times` are the pooled event times (sorted, unique); `covariates` are already centred by the pooled mean.
+    Every risk-set and death sum is multiplied by `scale` (see `reduction`).
+    """
+    count, width = covariates.shape
+    weights = np.exp(covariates @ coefficients)
+    order = np.argsort(-durations, kind="stable")           # longest first: risk sets are prefixes
+    sorted_durations = durations[order]
+    blocks = [weights[order, None], weights[order, None] * covariates[order],
+              _outer_packed(covariates[order], weights[order])]
+    cumulative = [np.vstack([np.zeros((1, block.shape[1])), np.cumsum(block, axis=0)]) for block in blocks]
+    # rows with duration >= tau_k are the first `at_risk[k]` rows of the descending order
+    at_risk = np.searchsorted(-sorted_durations, -times, side="right")
+    risk = [table[at_risk] for table in cumulative]
+    died = events.astype(bool)
+    position = np.searchsorted(times, durations[died])
+    if np.any(position >= times.size) or np.any(times[np.minimum(position, times.size - 1)] != durations[died]):
+        raise ValueError("a death time of this site is not among the pooled event times")
+    death_weights = weights[died]
+    death_blocks = [death_weights[:, None], death_weights[:, None] * covariates[died],
+                    _outer_packed(covariates[died], death_weights)]
+    tied = []
+    for block in death_blocks:
+        total = np.zeros((times.size, block.shape[1]))
+        np.add.at(total, position, block)
+        tied.append(total)
+    sums = np.concatenate([risk[0].ravel(), tied[0].ravel(), risk[1].ravel(), tied[1].ravel(),
+                           risk[2].ravel(), tied[2].ravel()]) * scale
+    return np.concatenate([sums, covariates[died].sum(axis=0),
+                           [np.log(death_weights).sum()]])
+
+
+def statistics_size(times: int, covariates: int) -> int:
+    return 2 * times * (1 + covariates + packed_size(covariates)) + covariates + 1
+
+
+def prefix_sum(values):
+    """Running sums down the first axis in log2(n) rounds of shifted additions (Hillis-Steele). Additions
+    are local in the MPC, so this costs n log n local work, where SPU's own `cumsum` grows with n squared
+    (measured: 102 s at 4,000 rows, out of memory at 13,000)."""
+    import jax.numpy as jnp
+
+    shift = 1
+    while shift < values.shape[0]:
+        values = values + jnp.concatenate([jnp.zeros((shift,) + values.shape[1:]), values[:-shift]], axis=0)
+        shift *= 2
+    return values
+
+
+def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: float = 1.0):
+    """The pooled log-likelihood, gradient and information from the pooled statistics (jax.numpy; this is
+    what the committee runs in MPC). `terms`, the sizes and `scale` are public constants of the program.
+
+    The sites send every risk-set and death sum multiplied by `scale` (1 / pooled rows), so S0 lies in
+    (0, max w] and 1/S0 in the fixed point's range with full precision. Per event time the committee then
+    works with O(1) quantities: the risk-set means m1 = S1/S0, m2 = S2/S0 and the death shares
+    r = T0/S0, u1 = T1/S0, u2 = T2/S0. For each of Efron's terms only a scalar is needed,
+    g_l = 1 / (1 - f_l r) in [1, d], and its sums per event time
+
+        A = sum g,  B = sum f g,  C = sum g^2,  E = sum f g^2,  G = sum f^2 g^2
+
+    give  sum Z1 = m1 A - u1 B,  sum Z2 = m2 A - u2 B,
+          sum Z1 Z1' = m1 m1' C - (m1 u1' + u1 m1') E + u1 u1' G,
+          sum log phi = d log S0 + sum log(1 - f r) - d log(scale).
+    So the work per death is scalar, and the covariates' work is per event time."""
+    import jax.numpy as jnp
+
+    p, q = covariates, packed_size(covariates)
+    offsets = np.cumsum([0, times, times, times * p, times * p, times * q, times * q])
+    s0, t0 = statistics[offsets[0]:offsets[1]], statistics[offsets[1]:offsets[2]]
+    s1 = statistics[offsets[2]:offsets[3]].reshape(times, p)
+    t1 = statistics[offsets[3]:offsets[4]].reshape(times, p)
+    s2 = statistics[offsets[4]:offsets[5]].reshape(times, q)
+    t2 = statistics[offsets[5]:offsets[6]].reshape(times, q)
+    death_sum = statistics[offsets[6]:offsets[6] + p]
+    death_log_weights = statistics[offsets[6] + p]
+    deaths = np.bincount(terms.time_index, minlength=times).astype(float)
+    inverse = 1.0 / s0
+    m1, u1 = s1 * inverse[:, None], t1 * inverse[:, None]
+    m2, u2 = s2 * inverse[:, None], t2 * inverse[:, None]
+    log_s0 = jnp.log(s0)
+    if np.any(terms.fraction > 0):                      # Efron
+        r = t0 * inverse
+        fraction = jnp.asarray(terms.fraction)
+        shrink = 1.0 - fraction * r[terms.time_index]
+        g = 1.0 / shrink
+        g2 = g * g
+        per_term = jnp.stack([g, fraction * g, g2, fraction * g2, fraction * fraction * g2, jnp.log(shrink)], axis=1)
+        ends = np.cumsum(deaths).astype(np.int64) - 1
+        running = prefix_sum(per_term)[ends]
+        sums = running - jnp.concatenate([jnp.zeros((1, 6)), running[:-1]], axis=0)
+        a, b, c, e, h, log_shrink = (sums[:, k] for k in range(6))
+    else:                                               # Breslow: f = 0, g = 1
+        a = c = jnp.asarray(deaths)
+        b = e = h = jnp.zeros(times)
+        log_shrink = jnp.zeros(times)
+    z1 = (m1 * a[:, None] - u1 * b[:, None]).sum(axis=0)
+    z2 = (m2 * a[:, None] - u2 * b[:, None]).sum(axis=0)
+    cross = (m1 * e[:, None]).T @ u1
+    outer = (m1 * c[:, None]).T @ m1 - cross - cross.T + (u1 * h[:, None]).T @ u1
+    information = unpack_symmetric(z2, p) - outer
+    gradient = death_sum - z1
+    log_phi = (jnp.asarray(deaths) * log_s0).sum() + log_shrink.sum() - deaths.sum() * np.log(scale)
+    log_likelihood = death_log_weights - log_phi
+    return log_likelihood, gradient, information

@@ -1,0 +1,174 @@
+"""Secure aggregation for federated models: the parties, the programs and the rounds of one fit.
+
+Parties. The data sites (hospitals) hold rows with the same columns. With two sites, the two are the
+committee (SPU CHEETAH); with three or more, the first three are the committee (SPU ABY3) and every other
+site is an input client of it (`engine.clients`): it shares its statistics into the committee like the
+members do, and receives what is addressed to it, but runs no MPC. The analyst is an input client too: it
+supplies the coefficients of each step and receives the pooled sums. Nobody else takes part.
+
+The ring is FM128 with 48 fraction bits (`RING_BITS`, `FRACTION_BITS`). Why: a site's statistics are
+float64 sums over its rows, and only as many of them are added in the ring as there are sites (at most
+20), so encoding them with 48 fraction bits loses at most 20 * 2**-49 (about 4e-14) per pooled value, and
+the integer part still holds 2**78 (a million rows times any reasonable covariate). The Cox reduction
+multiplies in the ring, and SPU's truncation then needs each product below 2**(127 - 96) = 2**31: the
+quantities it multiplies (risk-set means, covariates, 1/phi) stay far below that. Division runs 4
+Goldschmidt iterations (about 2e-12 relative error, measured). 64-bit rings cannot do this: 18 to 26
+fraction bits would cap accuracy near 1e-5 and 1e6 rows would overflow products.
+
+Rounds of one fit (every party takes part in every round, in this order):
+
+    round        inputs (shared by)         output, revealed to
+    overview     each site: rows, events,   pooled totals (rows, events, sum x, sum x^2) and the largest
+                 sum x, sum x^2, largest     time, to the analyst and every site
+                 time
+    time axis    each site: its deaths (and pooled counts per grid time, to the analyst, and for Cox to
+      (Cox, KM)  censorings) per grid time   every site (the event times and pooled deaths per time)
+    steer k      the analyst: go, accept,   the steering to every site, which computes b_k itself
+                 halvings                    (`newton.Walk`: a Newton step from an accepted point)
+    step k       each site: statistics at   the model's reduction (pooled log-likelihood, gradient,
+                 b_k; the first member: b_k  information), to the analyst; the Newton direction at b_k,
+                                             computed in the MPC, to the analyst and every site
+    stop         the analyst: "stop"        to every site
+
+What each party learns over the whole fit: the analyst, the pooled totals, the pooled time axis and, at
+each step, the pooled log-likelihood, gradient and information (then the model's summary); a site, the
+pooled totals (it centres its covariates by the pooled mean), the time axis of a Cox fit, and every b_k;
+a member, shares only (and, as a site, what a site learns). No party receives one site's statistics. With
+exactly two sites, whatever is pooled, minus a site's own, is the other site's: that holds for any joint
+statistic, and a station's policy may require more sites (min_sites).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from prana.engine.clients import InputClient
+from prana.engine.program import SecureInput, SecureOutput, SecureProgram
+from prana.engine.session import CLIENT_PREFIX, CommitteeSession
+from prana.errors import ConfigError
+
+RING_BITS = 128
+FRACTION_BITS = 48
+ANALYST = "analyst"
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The sites (in a fixed order that every party knows) and the analyst."""
+
+    sites: tuple[str, ...]
+    analyst: str = ANALYST
+
+    def __post_init__(self) -> None:
+        if not 2 <= len(self.sites) <= 20:
+            raise ConfigError(f"a federated fit takes 2 to 20 sites, not {len(self.sites)}")
+        if len(set(self.sites)) != len(self.sites) or self.analyst in self.sites:
+            raise ConfigError("every site and the analyst need a name of their own")
+
+    @property
+    def committee(self) -> list[str]:
+        return list(self.sites[:2] if len(self.sites) == 2 else self.sites[:3])
+
+    def owner(self, party: str) -> str:
+        """How programs name `party` as an input owner or output recipient."""
+        return party if party in self.committee else CLIENT_PREFIX + party
+
+    def site_recipients(self) -> tuple[str, ...]:
+        return tuple(self.owner(site) for site in self.sites)
+
+
+def _site_inputs(roles: Roles, name: str, size: int) -> list[SecureInput]:
+    return [SecureInput(f"{name}_{index}", roles.owner(site), (size,), "float64")
+            for index, site in enumerate(roles.sites)]
+
+
+def sum_program(roles: Roles, name: str, size: int, recipients: tuple[str, ...],
+                reduce: Callable[[Any], tuple[Any, ...]] | None = None,
+                outputs: tuple[str, ...] = ("total",)) -> SecureProgram:
+    """Add the sites' vectors of `size` values; reveal the sum (or `reduce(sum)`) to `recipients`."""
+
+    def function(*vectors):
+        total = vectors[0]
+        for vector in vectors[1:]:
+            total = total + vector
+        result = reduce(total) if reduce is not None else (total,)
+        return tuple(result)
+
+    return SecureProgram(name, function, _site_inputs(roles, name, size),
+                         [SecureOutput(output, recipients) for output in outputs],
+                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
+
+
+def overview_program(roles: Roles, size: int) -> SecureProgram:
+    """Sum of every entry but the last; the largest last entry (the sites' largest times)."""
+    import jax.numpy as jnp
+
+    def function(*vectors):
+        stacked = jnp.stack(vectors)
+        return stacked[:, :-1].sum(axis=0), stacked[:, -1].max()
+
+    recipients = (roles.owner(roles.analyst), *roles.site_recipients())
+    return SecureProgram("overview", function, _site_inputs(roles, "overview", size),
+                         [SecureOutput("totals", recipients), SecureOutput("largest", recipients)],
+                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
+
+
+def step_program(roles: Roles, name: str, size: int, parameters: int,
+                 reduce: Callable[[Any], tuple[Any, Any, Any]], direction: Callable[[Any, Any, Any], Any],
+                 outputs: tuple[str, ...]) -> SecureProgram:
+    """One Newton step: add the sites' statistics, `reduce` the sum to the analyst's outputs (whose first
+    three are the log-likelihood, gradient and information), and compute the Newton `direction(gradient,
+    information, point)` from them. The outputs go to the analyst; the direction to every site and to the
+    analyst. The current point (public to every site) is an input of the first member."""
+
+    def function(*vectors):
+        statistics, point = vectors[:-1], vectors[-1]
+        total = statistics[0]
+        for vector in statistics[1:]:
+            total = total + vector
+        result = tuple(reduce(total))
+        log_likelihood, gradient, information = result[:3]
+        return (*result, direction(gradient, information, point))
+
+    inputs = [*_site_inputs(roles, name, size),
+              SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64")]
+    analyst = roles.owner(roles.analyst)
+    return SecureProgram(name, function, inputs,
+                         [*(SecureOutput(output, (analyst,)) for output in outputs),
+                          SecureOutput("direction", (analyst, *roles.site_recipients()))],
+                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
+
+
+def broadcast_program(roles: Roles, size: int) -> SecureProgram:
+    """The analyst's steering (go or stop, accept, halvings), revealed to every site (the analyst never talks
+    to a site directly)."""
+    return SecureProgram("steering", lambda vector: (vector,),
+                         [SecureInput("steer", roles.owner(roles.analyst), (size,), "float64")],
+                         [SecureOutput("steering", roles.site_recipients())],
+                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
+
+
+class Party:
+    """One party's way into the session: a committee member runs the MPC, anyone else is an input client.
+    `run(program, inputs)` takes this party's inputs by role ("the site's vector") and maps them to the
+    program's input names."""
+
+    def __init__(self, roles: Roles, me: str, endpoint: CommitteeSession | InputClient) -> None:
+        self.roles, self.me, self.endpoint = roles, me, endpoint
+
+    def run(self, program: SecureProgram, vector: np.ndarray | None = None,
+            named: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """`vector` is this party's per-site input; `named` any other input of it, by name."""
+        inputs: dict[str, np.ndarray] = {}
+        owner = self.roles.owner(self.me)
+        for spec in program.inputs:
+            if spec.owner == owner and named and spec.name in named:
+                inputs[spec.name] = np.asarray(named[spec.name], dtype=np.float64)
+            elif spec.owner == owner:
+                if vector is None:
+                    raise ConfigError(f"{self.me} has an input to {program.name} but supplied none")
+                inputs[spec.name] = np.asarray(vector, dtype=np.float64)
+        return self.endpoint.run(program, inputs)

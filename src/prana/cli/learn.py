@@ -1,0 +1,142 @@
+"""`prana learn`: exact federated Cox regression, logistic regression and Kaplan-Meier over sites' rows."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from prana.cli.output import console, errors
+from prana.cli.progress import Steps
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "Federated statistics with secure aggregation: sites (hospitals) hold rows with the same columns about "
+    "different persons. Each site computes its statistics and secret-shares them into a committee (the two "
+    "sites with CHEETAH, or three sites with ABY3 while the others are its input clients); only sums over all "
+    "sites are revealed, and only to the analyst. The fit equals lifelines / statsmodels on the pooled rows "
+    "(to 1e-6), though no row and no site's statistics leave a site."))
+
+
+class Model(str, Enum):
+    cox = "cox"
+    logistic = "logistic"
+    kaplan_meier = "kaplan-meier"
+
+
+class Ties(str, Enum):
+    efron = "efron"
+    breslow = "breslow"
+
+
+def _split(text: Optional[str]) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+@app.command()
+def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kaplan-meier."),
+          data: str = typer.Option(..., "--data", help="2 to 20 sites' files (CSV or Parquet), comma-separated; "
+                                                       "each is read only by its own site process. Site names "
+                                                       "are the file names without extension."),
+          covariates: Optional[str] = typer.Option(None, "--covariates", help="Comma-separated covariate columns "
+                                                   "(default: every column but the duration, event, target and "
+                                                   "group columns)."),
+          duration_column: str = typer.Option("duration", "--duration-column", help="Cox, Kaplan-Meier: time to "
+                                              "the event or to censoring (>= 0)."),
+          event_column: str = typer.Option("event", "--event-column", help="Cox, Kaplan-Meier: 1 if the event "
+                                           "happened, 0 if censored."),
+          target_column: str = typer.Option("y", "--target-column", help="Logistic: the 0/1 outcome."),
+          ties: Ties = typer.Option(Ties.efron, "--ties", help="Cox: efron (lifelines' default) or breslow."),
+          time_grid: Optional[str] = typer.Option(None, "--time-grid", help="Coarsen durations to a public grid "
+                                                  "before anything is shared: a step in the durations' unit "
+                                                  "(e.g. 0.5) or day, week, month, year for durations in days. "
+                                                  "Default: the durations' own whole numbers."),
+          penalty: float = typer.Option(0.0, "--penalty", min=0.0, help="L2 penalty on the coefficients (not on "
+                                        "the intercept); 0: none."),
+          group_column: Optional[str] = typer.Option(None, "--group-column", help="Kaplan-Meier: one curve per "
+                                                     "level (e.g. treatment arm) and a log-rank test between them."),
+          min_group_size: int = typer.Option(3, "--min-group-size", min=1, help="Disclosure control (DataSHIELD's "
+                                             "floor): each site needs this many rows and this many in every level "
+                                             "of a binary covariate or outcome; Kaplan-Meier time points that cover "
+                                             "fewer persons are merged into later ones. 1: off, the exact pooled "
+                                             "result."),
+          max_iterations: int = typer.Option(50, "--max-iterations", min=1, max=1000, help="Cox, logistic: the "
+                                             "most Newton steps before the fit is declared not converged (exit 9)."),
+          out: Path = typer.Option(..., "--out", help="Folder for coefficients.csv or survival.csv, summary.json "
+                                                      "and a PNG (forest plot or survival curve)."),
+          ) -> None:
+    """Try it on one machine: every site, and the analyst, as its own process (mutual TLS).
+
+    Cox and logistic write DIR/coefficients.csv (covariate,coef,se,z,p,lower_95,upper_95; logistic has a row intercept), DIR/summary.json and DIR/coefficients.png (a forest plot). Kaplan-Meier writes DIR/survival.csv (time,at_risk,events,survival,lower_95,upper_95), with --group-column also DIR/survival_by_group.csv, DIR/summary.json (median, log-rank test) and DIR/survival.png.
+
+    Exit codes: 4 bad input (a file, column or value), 5 a disclosure rule refused, 9 the model did not converge (perfect separation, too few steps)."""  # noqa: E501
+    from prana.analyses.federated.estimator import site_paths
+
+    paths = site_paths(_split(data))
+    names = _split(covariates) or None
+    if model is Model.kaplan_meier:
+        from prana.analyses.kaplan_meier import FederatedKaplanMeier
+
+        with Steps(errors, bars=False) as steps:
+            steps.add("kaplan-meier", step=f"pooling counts from {len(paths)} sites")
+            fitted = FederatedKaplanMeier(min_group_size=min_group_size, time_grid=time_grid).fit(
+                paths, duration_col=duration_column, event_col=event_column, group_col=group_column)
+        show_and_write(fitted, out)
+    else:
+        with Steps(errors, bars=False) as steps:
+            bar = steps.add(model.value, step=f"Newton-Raphson over {len(paths)} sites")
+
+            def on_step(iteration: int, log_likelihood: float, change: float) -> None:
+                steps.update(bar, f"step {iteration}: log-likelihood {log_likelihood:.6f}, change {change:.2g}")
+
+            if model is Model.cox:
+                from prana.analyses.cox import FederatedCoxPH
+
+                fitted = FederatedCoxPH(ties=ties.value, time_grid=time_grid, penalizer=penalty,
+                                        max_iterations=max_iterations, min_group_size=min_group_size).fit(
+                    paths, duration_col=duration_column, event_col=event_column, covariates=names, on_step=on_step)
+            else:
+                from prana.analyses.logistic import FederatedLogisticRegression
+
+                fitted = FederatedLogisticRegression(penalty=penalty, max_iterations=max_iterations,
+                                                     min_group_size=min_group_size).fit(paths, target_col=target_column,
+                                                                          covariates=names, on_step=on_step)
+        show_and_write(fitted, out)
+
+
+def show_and_write(fitted, out: Optional[Path]) -> None:
+    """Print a fitted model (a table to stdout) and write its files to `out`, if given."""
+    if hasattr(fitted, "print_summary"):
+        fitted.print_summary(console)
+    else:
+        _print_survival(fitted)
+    if out is not None:
+        written = fitted.write(out)
+        errors.print("wrote " + ", ".join(str(path) for path in written))
+
+
+def _print_survival(fitted) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Kaplan-Meier over {len(fitted.sites_)} sites: {fitted.rows_:,} persons, "
+                        f"{fitted.events_:,} events", title_justify="left")
+    for column in ["curve", "persons", "median", "95% interval"]:
+        table.add_column(column, justify="left" if column == "curve" else "right")
+    low, high = fitted.median_confidence_interval_
+    table.add_row("all", f"{fitted.rows_:,}", _time(fitted.median_survival_time_), f"{_time(low)} – {_time(high)}")
+    for level, frame in fitted.by_group_.items():
+        from prana.analyses.kaplan_meier.program import median_time
+
+        table.add_row(str(level), f"{int(frame['at_risk'].iloc[0]):,}",
+                      _time(median_time(frame["time"].to_numpy(), frame["survival"].to_numpy())), "")
+    console.print(table)
+    if fitted.logrank_:
+        console.print(f"log-rank test: chi2 = {fitted.logrank_['statistic']:.3f} on "
+                      f"{fitted.logrank_['degrees_of_freedom']} df, p = {fitted.logrank_['p']:.3g}")
+    if fitted.note_:
+        console.print(f"[yellow]note:[/] {fitted.note_}")
+
+
+def _time(value: float) -> str:
+    return "not reached" if value == float("inf") else f"{value:g}"

@@ -1,0 +1,196 @@
+"""Exact federated Cox, logistic regression and Kaplan-Meier with secure aggregation, against lifelines and
+statsmodels on the pooled rows. Every fit runs each site and the analyst as its own process (mutual TLS;
+ABY3 with three or more sites, CHEETAH with two)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines.datasets import load_lung, load_rossi
+from lifelines.statistics import multivariate_logrank_test
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+
+from prana.analyses.cox import FederatedCoxPH
+from prana.analyses.kaplan_meier import FederatedKaplanMeier
+from prana.analyses.logistic import FederatedLogisticRegression
+from prana.errors import NotFittedError
+
+pytestmark = pytest.mark.slow
+ROSSI_COVARIATES = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
+EXACT = dict(precision=1e-12, r_precision=1e-16)
+
+
+def split(frame: pd.DataFrame, bounds: list[int], folder: Path, prefix: str = "h") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (start, stop) in enumerate(zip([0, *bounds], [*bounds, len(frame)])):
+        path = folder / f"{prefix}{index + 1}.csv"
+        frame.iloc[start:stop].to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def breast_cancer() -> pd.DataFrame:
+    data = load_breast_cancer(as_frame=True)
+    features = data.data[["mean radius", "mean texture", "mean smoothness", "mean concavity"]]
+    features = (features - features.mean()) / features.std()
+    features.columns = ["radius", "texture", "smoothness", "concavity"]
+    return features.assign(y=data.target)
+
+
+def only_pooled(model) -> None:
+    """What each process received: a site, the pooled overview, the pooled time axis (Cox), the steering and
+    the Newton direction; the analyst, the pooled overview, time axis and each step's reduction. Nobody
+    received a vector that one site sent (those have the statistics' length, far more than p x p)."""
+    sites = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("steering", "steering"),
+             ("step", "direction")}
+    analyst = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("step", "log_likelihood"),
+               ("step", "gradient"), ("step", "information"), ("step", "direction"), ("step", "settled")}
+    parameters = len(model.params_)
+    for party, items in model.received_.items():
+        assert {(item[0], item[1]) for item in items} <= (analyst if party == "analyst" else sites), (party, items)
+        for round_name, output, shape in items:
+            if round_name == "step":
+                assert max(shape, default=0) <= parameters, (party, output, shape)
+    assert any(item[1] == "direction" for item in model.received_["h1"])
+
+
+def test_cox_efron_and_breslow_equal_lifelines_and_statsmodels_on_uneven_sites(tmp_path):
+    rossi = load_rossi()
+    paths = split(rossi, [40, 260], tmp_path / "rossi")           # 40, 220 and 172 rows
+    efron = FederatedCoxPH().fit(paths, duration_col="week", event_col="arrest", covariates=ROSSI_COVARIATES)
+    reference = CoxPHFitter().fit(rossi, "week", "arrest", fit_options=EXACT)
+    assert np.max(np.abs(efron.params_.to_numpy() - reference.params_.to_numpy())) < 1e-6
+    assert np.max(np.abs(efron.standard_errors_.to_numpy() - reference.standard_errors_.to_numpy())) < 1e-6
+    assert abs(efron.log_likelihood_ - reference.log_likelihood_) < 1e-4
+    assert efron.converged_ and efron.iterations_ >= 3
+    only_pooled(efron)
+
+    breslow = FederatedCoxPH(ties="breslow").fit(paths, duration_col="week", event_col="arrest",
+                                                 covariates=ROSSI_COVARIATES)
+    oracle = sm.PHReg(rossi["week"], rossi[ROSSI_COVARIATES], status=rossi["arrest"], ties="breslow").fit()
+    assert np.max(np.abs(breslow.params_.to_numpy() - oracle.params)) < 1e-6
+    assert np.max(np.abs(breslow.standard_errors_.to_numpy() - oracle.bse)) < 1e-6
+    # the two tie methods differ by more than the tolerance: a Breslow-only tool cannot match lifelines
+    assert np.max(np.abs(breslow.params_.to_numpy() - reference.params_.to_numpy())) > 1e-4
+
+
+def test_cox_with_heavy_ties_on_a_time_grid_and_a_site_without_events(tmp_path):
+    rossi = load_rossi().sort_values("arrest", kind="stable").reset_index(drop=True)   # no events first
+    paths = split(rossi, [60, 200, 320], tmp_path / "ties")        # site 1: 60 rows, none arrested
+    assert load_rossi().loc[load_rossi().arrest == 1].shape[0] > 0
+    assert pd.read_csv(paths[0])["arrest"].sum() == 0
+    model = FederatedCoxPH(time_grid=4, min_group_size=1).fit(paths, duration_col="week", event_col="arrest",
+                                           covariates=ROSSI_COVARIATES)
+    coarse = rossi.assign(week=np.ceil(rossi["week"] / 4))          # the public grid: ends of 4-week blocks
+    reference = CoxPHFitter().fit(coarse, "week", "arrest", fit_options=EXACT)
+    assert coarse.loc[coarse.arrest == 1].groupby("week").size().max() >= 10     # heavy ties
+    assert np.max(np.abs(model.params_.to_numpy() - reference.params_.to_numpy())) < 1e-6
+    assert np.max(np.abs(model.standard_errors_.to_numpy() - reference.standard_errors_.to_numpy())) < 1e-6
+    only_pooled(model)
+
+
+def test_logistic_equals_statsmodels_with_four_sites_and_sklearn_l2_with_two(tmp_path):
+    data = breast_cancer()
+    four = split(data, [60, 100, 300], tmp_path / "four")          # the 4th site is an input client
+    model = FederatedLogisticRegression(min_group_size=1).fit(four, target_col="y")
+    design = sm.add_constant(data[["radius", "texture", "smoothness", "concavity"]])
+    oracle = sm.Logit(data["y"], design).fit(disp=0, method="newton", tol=1e-14, maxiter=100)
+    assert np.max(np.abs(model.params_.to_numpy() - oracle.params.to_numpy())) < 1e-6
+    assert np.max(np.abs(model.standard_errors_.to_numpy() - oracle.bse.to_numpy())) < 1e-6
+    assert abs(model.log_likelihood_ - oracle.llf) < 1e-6
+    only_pooled(model)
+
+    two = split(data, [250], tmp_path / "two")                     # CHEETAH between the two sites
+    penalised = FederatedLogisticRegression(penalty=2.0, min_group_size=1).fit(two, target_col="y")
+    sklearn = LogisticRegression(C=1 / 2.0, tol=1e-12, max_iter=10_000).fit(design.iloc[:, 1:], data["y"])
+    assert abs(penalised.intercept_[0] - sklearn.intercept_[0]) < 1e-5
+    assert np.max(np.abs(penalised.coef_ - sklearn.coef_)) < 1e-5
+
+
+def test_kaplan_meier_and_logrank_equal_lifelines(tmp_path):
+    lung = load_lung().dropna(subset=["inst"])
+    lung = lung.assign(event=(lung["status"] == lung["status"].max()).astype(int))[["inst", "time", "event", "sex"]]
+    parts = [lung[lung.inst <= 3], lung[(lung.inst > 3) & (lung.inst <= 11)], lung[lung.inst > 11]]
+    folder = tmp_path / "lung"
+    folder.mkdir()
+    paths = []
+    for index, part in enumerate(parts):
+        paths.append(folder / f"clinic{index + 1}.csv")
+        part.drop(columns="inst").to_csv(paths[-1], index=False)
+    km = FederatedKaplanMeier(min_group_size=1).fit(paths, duration_col="time", event_col="event", group_col="sex")
+    reference = KaplanMeierFitter().fit(lung["time"], lung["event"])
+    expected = reference.survival_function_.iloc[:, 0]
+    got = km.survival_function_["KM_estimate"]
+    assert list(got.index) == list(expected.index)
+    assert np.max(np.abs(got.to_numpy() - expected.to_numpy())) < 1e-9
+    bands = reference.confidence_interval_
+    assert np.max(np.abs(km.confidence_interval_.to_numpy() - bands.to_numpy())) < 1e-9
+    assert km.event_table["at_risk"].to_numpy()[1:].tolist() == reference.event_table["at_risk"].to_numpy()[1:].tolist()
+    assert km.median_survival_time_ == reference.median_survival_time_
+    test = multivariate_logrank_test(lung["time"], lung["sex"], lung["event"])
+    assert abs(km.logrank_["statistic"] - test.test_statistic) < 1e-9
+    assert abs(km.logrank_["p"] - test.p_value) < 1e-9
+    for site in km.sites_:        # the pooled counts go to the analyst only
+        assert {item[0] for item in km.received_[site]} == {"overview"}
+    assert {item[0] for item in km.received_["analyst"]} == {"overview", "time_axis"}
+    out = km.write(tmp_path / "out")
+    assert list(pd.read_csv(out[0]).columns) == ["time", "at_risk", "events", "survival", "lower_95", "upper_95"]
+
+    coarse = FederatedKaplanMeier(min_group_size=5).fit(paths, duration_col="time", event_col="event")
+    assert coarse.merged_points_ > 0 and "merged" in coarse.note_
+    leaving = coarse.table_["events"].to_numpy()[1:]
+    assert len(coarse.table_) < len(km.table_) and leaving.sum() == lung["event"].sum()
+
+
+def test_unfitted_models_say_so():
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        FederatedCoxPH().summary_dict()
+    with pytest.raises(NotFittedError, match="concordance index is not computed"):
+        FederatedCoxPH().concordance_index_
+
+
+def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
+    """The oracle the MPC runs against: the same jax functions (site statistics, the Efron reduction, the
+    Newton direction) in the clear, with the sites' statistics added in numpy and the sites' own rule
+    (`Walk`) for the next point."""
+    from prana.analyses.cox.program import TieTerms, reduction, site_statistics, statistics_size
+    from prana.analyses.federated.newton import Walk, newton, solve
+
+    rossi = load_rossi().assign(week=lambda frame: np.ceil(frame["week"] / 8))          # heavy ties
+    sites = [rossi.iloc[:50], rossi.iloc[50:250], rossi.iloc[250:]]
+    width = len(ROSSI_COVARIATES)
+    mean, scale = rossi[ROSSI_COVARIATES].to_numpy(float).mean(axis=0), 1 / len(rossi)
+    times = np.unique(rossi.loc[rossi.arrest == 1, "week"].to_numpy(float))
+    deaths = np.array([((rossi.week == time) & (rossi.arrest == 1)).sum() for time in times])
+    assert deaths.max() >= 20
+    for ties in ("efron", "breslow"):
+        terms, walk = TieTerms.of(deaths, ties), Walk(width)
+
+        def evaluate(accept, halvings):
+            point = walk.next(accept, halvings)
+            statistics = sum(site_statistics(site.week.to_numpy(float), site.arrest.to_numpy(),
+                                             site[ROSSI_COVARIATES].to_numpy(float) - mean, times, point, scale)
+                             for site in sites)
+            assert statistics.size == statistics_size(times.size, width)
+            log_likelihood, gradient, information = reduction(statistics, terms, times.size, width, scale)
+            direction = np.asarray(solve(information, gradient, scale, np.zeros(width), point))
+            walk.evaluated(point, direction)
+            return float(log_likelihood), np.asarray(gradient), np.asarray(information), direction
+
+        fit = newton(evaluate, width)
+        if ties == "efron":
+            reference = CoxPHFitter().fit(rossi, "week", "arrest", fit_options=EXACT)
+            params, errors = reference.params_.to_numpy(), reference.standard_errors_.to_numpy()
+            assert abs(fit.log_likelihood - reference.log_likelihood_) < 1e-8
+        else:
+            oracle = sm.PHReg(rossi["week"], rossi[ROSSI_COVARIATES], status=rossi["arrest"], ties="breslow").fit()
+            params, errors = np.asarray(oracle.params), np.asarray(oracle.bse)
+        assert np.max(np.abs(fit.coefficients - params)) < 1e-6
+        assert np.max(np.abs(np.sqrt(np.diag(np.linalg.inv(fit.information))) - errors)) < 1e-6
