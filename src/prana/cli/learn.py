@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from prana.cli.options import comma_list
 from prana.cli.output import console, errors
 from prana.cli.progress import Steps
 
@@ -28,10 +29,6 @@ class Model(str, Enum):
 class Ties(str, Enum):
     efron = "efron"
     breslow = "breslow"
-
-
-def _split(text: Optional[str]) -> list[str]:
-    return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
 @app.command()
@@ -73,8 +70,8 @@ def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kap
     Exit codes: 4 bad input (a file, column or value), 5 a disclosure rule refused, 9 the model did not converge (perfect separation, too few steps)."""  # noqa: E501
     from prana.analyses.federated.estimator import site_paths
 
-    paths = site_paths(_split(data))
-    names = _split(covariates) or None
+    paths = site_paths(comma_list(data))
+    names = comma_list(covariates) or None
     if model is Model.kaplan_meier:
         from prana.analyses.kaplan_meier import FederatedKaplanMeier
 

@@ -124,11 +124,11 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
             task = federated.start(client, spec=spec, stations=stations, me=me, timeout=timeout)
             if detach:
                 folder = _quote(out) if out is not None else "DIR"
-                _detach(client, task)
-                _tell(f"task {task['id']} submitted: {analysis} over {', '.join(stations)}.\n"
-                      f"You are its analyst: your process takes part in the fit. Once its stations run it, and "
-                      f"within 5 minutes of that, run:\n"
-                      f"  prana task wait {task['id']} {again} --out {folder}")
+                _detach(client, task,
+                        f"task {task['id']} submitted: {analysis} over {', '.join(stations)}.\n"
+                        f"You are its analyst: your process takes part in the fit. Once its stations run it, and "
+                        f"within 5 minutes of that, run:\n"
+                        f"  prana task wait {task['id']} {again} --out {folder}")
                 return
             _submitted(task, again)
             with Steps(errors, bars=False) as steps:
@@ -149,12 +149,12 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
             task = kmeans_station.start(client, stations=stations, request=request, me=me, timeout=timeout)
             if detach:
                 folder = _quote(out) if out is not None else "DIR"
-                _detach(client, task)
-                _tell(f"task {task['id']} submitted: kmeans over {', '.join(stations)}.\n"
-                     f"Wait for it, see its result and write it with:\n"
-                     f"  prana task wait {task['id']} {again} --out {folder}\n"
-                     f"or, once it is done:\n"
-                     f"  prana task result {task['id']} {again} --out {folder}")
+                _detach(client, task,
+                        f"task {task['id']} submitted: kmeans over {', '.join(stations)}.\n"
+                        f"Wait for it, see its result and write it with:\n"
+                        f"  prana task wait {task['id']} {again} --out {folder}\n"
+                        f"or, once it is done:\n"
+                        f"  prana task result {task['id']} {again} --out {folder}")
                 return
             _submitted(task, again)
             with Steps(errors, bars=False) as steps:
@@ -169,13 +169,13 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                                       anonymity=anonymity, timeout=timeout)
         if detach:
             answers = _quote(out) if out is not None else "ANSWERS.csv"
-            _detach(client, task)
-            _tell(f"task {task['id']} submitted: compare at {name} (dataset {named}).\n"
-                 f"Its answers come only to a process of yours that joins its secure session, once {name} runs "
-                 f"it; before its deadline (in {duration(task['deadline'] - time.time())}) run:\n"
-                 f"  prana task wait {task['id']} {again} --claims {_quote(claims)} --out {answers}\n"
-                 f"See where it is with:\n"
-                 f"  prana task status {task['id']} {again}")
+            _detach(client, task,
+                    f"task {task['id']} submitted: compare at {name} (dataset {named}).\n"
+                    f"Its answers come only to a process of yours that joins its secure session, once {name} runs "
+                    f"it; before its deadline (in {duration(task['deadline'] - time.time())}) run:\n"
+                    f"  prana task wait {task['id']} {again} --claims {_quote(claims)} --out {answers}\n"
+                    f"See where it is with:\n"
+                    f"  prana task status {task['id']} {again}")
             return
         _submitted(task, again)
         with Steps(errors, bars=False) as steps:
@@ -437,11 +437,11 @@ def _common(hub: Optional[str], federation: Path, me: str) -> str:
     return f"{where}--federation {_quote(federation)} --as {_quote(me)}"
 
 
-def _detach(client: Any, task: dict[str, Any], patience: float = 30.0) -> None:
+def _detach(client: Any, task: dict[str, Any], then: str, patience: float = 30.0) -> None:
     """Before `--detach` leaves: wait (at most `patience` s) until every station has the task and has judged
     it, so that what comes next (`station pending`, `station approve`) finds it; a refusal is said at once
     (exit 5). Then the task id alone goes to stdout (`TASK=$(prana task submit ... --detach)`), and
-    everything else to stderr."""
+    everything else to stderr: where the task is, and `then` (what to run next)."""
     from prana.hub.client import raise_for_state
 
     deadline = time.monotonic() + patience
@@ -459,6 +459,7 @@ def _detach(client: Any, task: dict[str, Any], patience: float = 30.0) -> None:
         _tell(f"{', '.join(late)} has not picked the task up yet (is its station running?)")
     else:
         _tell(f"now: {task_step(current)}")
+    _tell(then)
 
 
 def _tell(text: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 from typer._click.exceptions import UsageError   # typer 0.29 bundles its own click
 
 from prana.analyses.federated.data import MODELS, Specification
+from prana.cli.options import comma_list
 
 ANALYSES = MODELS
 
@@ -20,8 +21,7 @@ def specification(analysis: str, *, covariates: Optional[str], duration_column: 
                   target_column: str, ties: str, time_grid: Optional[str], penalty: float,
                   group_column: Optional[str], groups: Optional[str], min_group_size: int,
                   max_iterations: int) -> Specification:
-    names = tuple(item.strip() for item in (covariates or "").split(",") if item.strip())
-    levels = tuple(item.strip() for item in (groups or "").split(",") if item.strip())
+    names, levels = tuple(comma_list(covariates)), tuple(comma_list(groups))
     if analysis != "kaplan-meier" and not names:
         raise UsageError(f"{analysis} needs --covariates (the stations' columns to fit on, comma-separated)")
     if analysis == "kaplan-meier" and group_column and not levels:

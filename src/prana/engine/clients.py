@@ -18,8 +18,8 @@ from prana.config import Federation
 from prana.engine import wire
 from prana.engine.channel import Channel, connect
 from prana.engine.program import SecureProgram
-from prana.engine.session import CLIENT_PREFIX, ENGINE_VERSION, Timeouts, runtime_config
-from prana.errors import ConfigError, PranaError
+from prana.engine.session import CLIENT_PREFIX, ENGINE_VERSION, Timeouts, runtime_config, stop_reason
+from prana.errors import ConfigError
 
 
 class InputClient:
@@ -101,10 +101,7 @@ class InputClient:
         return self.open()
 
     def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
-        reason = None
-        if exc is not None:
-            reason = str(exc) if isinstance(exc, PranaError) else f"{self.me} stopped ({type(exc).__name__})"
-        self.close(error=reason)
+        self.close(error=stop_reason(self.me, exc))
 
 
 def run_input_client(federation: Federation, me: str, committee: list[str], session: str,

@@ -90,6 +90,13 @@ def runtime_config(committee_size: int, ring_bits: int, fraction_bits: int) -> A
     return config
 
 
+def stop_reason(me: str, exc: BaseException | None) -> str | None:
+    """The one sentence a party leaving on `exc` tells its peers (None when it leaves normally)."""
+    if exc is None:
+        return None
+    return str(exc) if isinstance(exc, PranaError) else f"{me} stopped ({type(exc).__name__})"
+
+
 def new_session_id() -> str:
     return secrets.token_hex(12)
 
@@ -341,10 +348,7 @@ class CommitteeSession:
         return self.open()
 
     def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
-        reason = None
-        if exc is not None:
-            reason = str(exc) if isinstance(exc, PranaError) else f"{self.me} stopped ({type(exc).__name__})"
-        self.close(error=reason)
+        self.close(error=stop_reason(self.me, exc))
 
     # -- control messages between members ----------------------------------------------------------------------
 

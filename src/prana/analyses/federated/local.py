@@ -39,12 +39,6 @@ def _endpoint(federation: Federation, me: str, roles: Roles, session: str, spec:
     return InputClient(federation, me, roles.committee, session, timeouts=timeouts, addresses=addresses)
 
 
-def _open(endpoint: CommitteeSession | InputClient, roles: Roles) -> None:
-    endpoint.open()
-    if isinstance(endpoint, CommitteeSession):
-        endpoint.admit_clients([site for site in roles.sites if site not in roles.committee] + [roles.analyst])
-
-
 def site_worker(federation: str, me: str, sites: list[str], session: str, data: str,
                 specification: dict[str, Any], connect: float = 30.0, step: float = 300.0,
                 analyst: str = ANALYST, addresses: dict[str, str] | None = None,
@@ -56,13 +50,10 @@ def site_worker(federation: str, me: str, sites: list[str], session: str, data: 
     rows = SiteData.load(data, spec, source=source)
     check_site(me, rows, spec)
     endpoint = _endpoint(Federation.load(federation), me, roles, session, spec, Timeouts(connect, step), addresses)
-    try:
-        _open(endpoint, roles)
+    with endpoint:          # on an error, every peer is told the sentence (`stop_reason`)
+        if isinstance(endpoint, CommitteeSession):
+            endpoint.admit_clients([site for site in roles.sites if site not in roles.committee] + [roles.analyst])
         received = site_steps(Party(roles, me, endpoint), roles, spec, rows)
-    except BaseException as exc:
-        endpoint.close(error=str(exc) if isinstance(exc, PranaError) else f"{me} stopped")
-        raise
-    endpoint.close()
     return {"rows": rows.rows, "events": float(rows.events.sum()) if rows.events is not None else None,
             "received": [list(item) for item in received.items]}
 
@@ -81,13 +72,8 @@ def analyst_worker(federation: str, sites: list[str], session: str, specificatio
             with open(progress, "a") as handle:
                 handle.write(f"{iteration} {record['log_likelihood']!r} {record['step']!r}\n")
 
-    try:
-        endpoint.open()
+    with endpoint:
         result = analyst_steps(Party(roles, analyst, endpoint), roles, spec, on_step=on_step)
-    except BaseException as exc:
-        endpoint.close(error=str(exc) if isinstance(exc, PranaError) else "the analyst stopped")
-        raise
-    endpoint.close()
     out: dict[str, Any] = {"received": [list(item) for item in result.received.items], "site_names": list(sites),
                            "overview": {"rows": result.overview.rows, "events": result.overview.events,
                                         "mean": result.overview.mean.tolist()}}
@@ -95,7 +81,7 @@ def analyst_worker(federation: str, sites: list[str], session: str, specificatio
         out["counts"] = result.counts.tolist()
     if result.newton is not None:
         fit = result.newton
-        out.update(coefficients=result.coefficients.tolist(), centred_coefficients=fit.coefficients.tolist(),
+        out.update(coefficients=result.coefficients.tolist(),
                    information=fit.information.tolist(), log_likelihood=fit.log_likelihood,
                    gradient=fit.gradient.tolist(), iterations=fit.iterations, converged=fit.converged,
                    history=fit.history)

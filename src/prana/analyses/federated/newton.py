@@ -42,10 +42,6 @@ class NewtonResult:
     converged: bool
     history: list[dict[str, float]] = field(default_factory=list)
 
-    @property
-    def gradient_norm(self) -> float:
-        return float(np.linalg.norm(self.gradient))
-
 
 def penalty_mask(size: int, penalty: float, unpenalised: tuple[int, ...]) -> np.ndarray:
     mask = np.full(size, float(penalty))

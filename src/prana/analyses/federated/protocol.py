@@ -85,21 +85,17 @@ def _site_inputs(roles: Roles, name: str, size: int) -> list[SecureInput]:
             for index, site in enumerate(roles.sites)]
 
 
-def sum_program(roles: Roles, name: str, size: int, recipients: tuple[str, ...],
-                reduce: Callable[[Any], tuple[Any, ...]] | None = None,
-                outputs: tuple[str, ...] = ("total",)) -> SecureProgram:
-    """Add the sites' vectors of `size` values; reveal the sum (or `reduce(sum)`) to `recipients`."""
+def _total(vectors):
+    total = vectors[0]
+    for vector in vectors[1:]:
+        total = total + vector
+    return total
 
-    def function(*vectors):
-        total = vectors[0]
-        for vector in vectors[1:]:
-            total = total + vector
-        result = reduce(total) if reduce is not None else (total,)
-        return tuple(result)
 
-    return SecureProgram(name, function, _site_inputs(roles, name, size),
-                         [SecureOutput(output, recipients) for output in outputs],
-                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
+def sum_program(roles: Roles, name: str, size: int, recipients: tuple[str, ...]) -> SecureProgram:
+    """Add the sites' vectors of `size` values; reveal the sum ("total") to `recipients`."""
+    return SecureProgram(name, lambda *vectors: (_total(vectors),), _site_inputs(roles, name, size),
+                         [SecureOutput("total", recipients)], ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
 
 def overview_program(roles: Roles, size: int) -> SecureProgram:
@@ -125,11 +121,8 @@ def step_program(roles: Roles, name: str, size: int, parameters: int,
     analyst. The current point (public to every site) is an input of the first member."""
 
     def function(*vectors):
-        statistics, point = vectors[:-1], vectors[-1]
-        total = statistics[0]
-        for vector in statistics[1:]:
-            total = total + vector
-        result = tuple(reduce(total))
+        result = tuple(reduce(_total(vectors[:-1])))
+        point = vectors[-1]
         log_likelihood, gradient, information = result[:3]
         return (*result, direction(gradient, information, point))
 

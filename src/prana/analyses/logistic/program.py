@@ -53,11 +53,3 @@ def reduction(statistics, covariates: int):
     width = covariates + 1
     return (statistics[0], statistics[2:2 + width], unpack_symmetric(statistics[2 + width:], width),
             statistics[1])
-
-
-def unpack(revealed: np.ndarray, covariates: int) -> tuple[float, np.ndarray, np.ndarray, float]:
-    """(log-likelihood, gradient, information, settled rows) from the revealed pooled sum."""
-    width = covariates + 1
-    vector = np.asarray(revealed, dtype=float)
-    return (float(vector[0]), vector[2:2 + width], unpack_symmetric(vector[2 + width:], width, np),
-            float(vector[1]))
