@@ -78,6 +78,8 @@ def _set(column: str, row: int, value):
     (None, ["--covariates", "fin,age,prio", "--max-iterations", "1"], 9,
      "Newton-Raphson did not converge in 1 steps"),
     (_set("fin", 0, 7), ["--covariates", "race,age"], 0, None),          # fin is not used: no problem
+    (None, ["--covariates", "fin,age", "--strata", "colour"], 4, "h1.csv has no column 'colour'"),
+    (None, ["--covariates", "fin,age", "--strata", "fin"], 4, "column 'fin' is both a covariate and the strata"),
 ])
 def test_bad_input_gets_one_sentence(tmp_path, change, extra, code, sentence):
     run = _case(tmp_path, change, extra)
@@ -116,3 +118,14 @@ def test_columns_that_differ_between_sites_and_perfect_separation(tmp_path):
     run = prana("learn", "local", "--model", "logistic", "--data", "s1.csv,s2.csv", "--out", "o", cwd=tmp_path)
     assert run.returncode == 9
     assert "the outcome 'y' is perfectly separated (covariate 'x' predicts it almost exactly)" in said(run)
+
+
+def test_robust_errors_need_three_sites_and_strata_need_cox(tmp_path):
+    data = write_sites(tmp_path, load_rossi(), bounds=(200,))
+    run = prana("learn", "local", "--data", data, "--covariates", "fin,age", "--robust", *COX, cwd=tmp_path)
+    assert run.returncode == 5, said(run)
+    assert "cluster-robust standard errors need at least 3 sites" in said(run)
+    assert not (tmp_path / "out").exists()
+    run = prana("learn", "local", "--data", data, "--model", "logistic", "--target-column", "arrest",
+                "--covariates", "fin,age", "--strata", "race", "--out", "out", cwd=tmp_path)
+    assert run.returncode == 2 and "--strata applies to --model cox only" in said(run)

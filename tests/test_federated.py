@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from prana.analyses.cox import FederatedCoxPH
 from prana.analyses.kaplan_meier import FederatedKaplanMeier
+from prana.analyses.kaplan_meier.program import logrank, logrank_statistic, merge_blocks, merge_small, survival_table
 from prana.analyses.logistic import FederatedLogisticRegression
 from prana.errors import NotFittedError
 
@@ -139,14 +140,101 @@ def test_kaplan_meier_and_logrank_equal_lifelines(tmp_path):
     assert abs(km.logrank_["p"] - test.p_value) < 1e-9
     for site in km.sites_:        # the pooled counts go to the analyst only
         assert {item[0] for item in km.received_[site]} == {"overview"}
-    assert {item[0] for item in km.received_["analyst"]} == {"overview", "time_axis"}
+    assert {item[0] for item in km.received_["analyst"]} == {"overview", "survival"}
     out = km.write(tmp_path / "out")
     assert list(pd.read_csv(out[0]).columns) == ["time", "at_risk", "events", "survival", "lower_95", "upper_95"]
 
+    # with a minimum group size the committee merges inside the MPC: the analyst's table is the plaintext
+    # merge of the pooled counts, and no reported point covers fewer than 5 persons
     coarse = FederatedKaplanMeier(min_group_size=5).fit(paths, duration_col="time", event_col="event")
     assert coarse.merged_points_ > 0 and "merged" in coarse.note_
-    leaving = coarse.table_["events"].to_numpy()[1:]
-    assert len(coarse.table_) < len(km.table_) and leaving.sum() == lung["event"].sum()
+    deaths = np.bincount(lung["time"], weights=lung["event"], minlength=lung["time"].max() + 1)
+    censored = np.bincount(lung["time"], weights=1 - lung["event"], minlength=lung["time"].max() + 1)
+    oracle, merged = survival_table(deaths, censored, 1.0, minimum=5)
+    assert coarse.merged_points_ == merged
+    assert np.max(np.abs(coarse.table_.to_numpy() - oracle.to_numpy())) < 1e-9
+    at_risk = coarse.table_["at_risk"].to_numpy()[1:]           # after the row for time 0
+    leaving = np.append(-np.diff(at_risk), at_risk[-1])
+    assert leaving.min() >= 5 and coarse.table_["events"].sum() == lung["event"].sum()
+
+
+def test_the_merge_in_the_mpc_is_the_plaintext_merge():
+    """`merge_blocks` (what the committee runs) against `merge_small`, on random counts with empty points,
+    a short last block, a table where nobody reaches the minimum, and minimum 1 (no merging)."""
+    import jax.numpy as jnp
+
+    generator = np.random.default_rng(7)
+    for minimum in (1, 3, 7):
+        deaths = generator.integers(0, 3, (4, 60)) * (generator.random((4, 60)) < 0.5)
+        censored = generator.integers(0, 2, (4, 60))
+        deaths[3], censored[3] = 0, 0
+        deaths[3, 10], censored[3, 50] = 1, 1                      # two persons in all: one block
+        ends, running_deaths, running_censored, merged = (np.asarray(value) for value in merge_blocks(
+            jnp.asarray(deaths, float), jnp.asarray(censored, float), minimum))
+        for table in range(4):
+            expected = merge_small(deaths[table].astype(float), censored[table].astype(float), minimum)
+            where = np.flatnonzero(ends[table] > 0.5)
+            assert where.tolist() == expected.times.astype(int).tolist()
+            assert np.diff(np.concatenate([[0], running_deaths[table][where]])).tolist() == expected.deaths.tolist()
+            assert np.diff(np.concatenate([[0], running_censored[table][where]])).tolist() == expected.censored.tolist()
+            assert merged[table] == expected.merged_points
+
+
+def test_the_logrank_in_the_mpc_is_the_plaintext_logrank():
+    import jax.numpy as jnp
+
+    generator = np.random.default_rng(3)
+    deaths, censored = generator.integers(0, 4, (3, 80)), generator.integers(0, 3, (3, 80))
+    statistic, _, _ = logrank(deaths, censored)
+    got = float(logrank_statistic(jnp.asarray(deaths, float), jnp.asarray(censored, float), 1.0 / 500))
+    assert abs(got - statistic) < 1e-9 * max(1.0, statistic)
+
+
+def test_strata_and_cluster_robust_errors_equal_lifelines_and_statsmodels(tmp_path):
+    """Strata by a column (Efron, heavy ties in weeks) and by station, with cluster-robust standard errors
+    (clusters = sites): coefficients against lifelines' stratified fit, robust errors against statsmodels'
+    PHReg(groups=site) (lifelines' robust errors ignore ties)."""
+    rossi = load_rossi()
+    bounds = [60, 200]
+    paths = split(rossi, bounds, tmp_path / "rossi")
+    site = np.repeat([0, 1, 2], np.diff([0, *bounds, len(rossi)]))
+    covariates = ["fin", "age", "wexp", "mar", "paro", "prio"]
+    model = FederatedCoxPH(min_group_size=1).fit(paths, duration_col="week", event_col="arrest",
+                                                 covariates=covariates, strata="race", robust=True)
+    reference = CoxPHFitter().fit(rossi[["week", "arrest", "race", *covariates]], "week", "arrest",
+                                  strata=["race"], fit_options=EXACT)
+    assert np.max(np.abs(model.params_.to_numpy() - reference.params_.to_numpy())) < 1e-6
+    robust = sm.PHReg(rossi["week"], rossi[covariates], status=rossi["arrest"], strata=rossi["race"],
+                      ties="efron").fit(groups=site)
+    assert np.max(np.abs(model.standard_errors_.to_numpy() - robust.bse)) < 1e-6
+    assert np.min(np.abs(model.standard_errors_.to_numpy() - reference.standard_errors_.to_numpy())) > 1e-4
+    assert {item[0] for item in model.received_["analyst"]} == {"overview", "time_axis", "step", "robust"}
+    for name in model.sites_:       # the sandwich goes to the analyst only
+        assert "robust" not in {item[0] for item in model.received_[name]}
+
+    by_station = FederatedCoxPH(min_group_size=1).fit(paths, duration_col="week", event_col="arrest",
+                                                      covariates=[*covariates, "race"], strata="station", robust=True)
+    pooled = rossi.assign(site=site)
+    reference = CoxPHFitter().fit(pooled[["week", "arrest", "site", *covariates, "race"]], "week", "arrest",
+                                  strata=["site"], fit_options=EXACT)
+    assert np.max(np.abs(by_station.params_.to_numpy() - reference.params_.to_numpy())) < 1e-6
+    robust = sm.PHReg(rossi["week"], rossi[[*covariates, "race"]], status=rossi["arrest"], strata=site,
+                      ties="efron").fit(groups=site)
+    assert np.max(np.abs(by_station.standard_errors_.to_numpy() - robust.bse)) < 1e-6
+    for name in ["analyst", *by_station.sites_]:    # strata = station: no event time leaves a site
+        assert "time_axis" not in {item[0] for item in by_station.received_[name]}
+
+
+def test_logistic_cluster_robust_errors_equal_statsmodels(tmp_path):
+    data = breast_cancer()
+    paths = split(data, [120, 330], tmp_path / "sites")
+    site = np.repeat([0, 1, 2], np.diff([0, 120, 330, len(data)]))
+    model = FederatedLogisticRegression(min_group_size=1).fit(paths, target_col="y", robust=True)
+    covariates = [column for column in data.columns if column != "y"]
+    reference = sm.Logit(data["y"], sm.add_constant(data[covariates])).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": site})
+    assert np.max(np.abs(model.params_.to_numpy() - reference.params.to_numpy())) < 1e-6
+    assert np.max(np.abs(model.standard_errors_.to_numpy() - reference.bse.to_numpy())) < 1e-6
 
 
 def test_unfitted_models_say_so():

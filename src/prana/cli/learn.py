@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from typer._click.exceptions import UsageError   # typer 0.29 bundles its own click
+
 from prana.cli.options import comma_list
 from prana.cli.output import console, errors
 from prana.cli.progress import Steps
@@ -37,8 +39,8 @@ def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kap
                                                        "each is read only by its own site process. Site names "
                                                        "are the file names without extension."),
           covariates: Optional[str] = typer.Option(None, "--covariates", help="Comma-separated covariate columns "
-                                                   "(default: every column but the duration, event, target and "
-                                                   "group columns)."),
+                                                   "(default: every column but the duration, event, target, "
+                                                   "group and strata columns)."),
           duration_column: str = typer.Option("duration", "--duration-column", help="Cox, Kaplan-Meier: time to "
                                               "the event or to censoring (>= 0)."),
           event_column: str = typer.Option("event", "--event-column", help="Cox, Kaplan-Meier: 1 if the event "
@@ -60,6 +62,11 @@ def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kap
                                              "result."),
           max_iterations: int = typer.Option(50, "--max-iterations", min=1, max=1000, help="Cox, logistic: the "
                                              "most Newton steps before the fit is declared not converged (exit 9)."),
+          strata: Optional[str] = typer.Option(None, "--strata", help="Cox: a column (one baseline hazard per "
+                                               "level) or 'station' (one per site: each site's partial "
+                                               "likelihood stays local, its event times are not shared)."),
+          robust: bool = typer.Option(False, "--robust", help="Cox, logistic: cluster-robust (sandwich) standard "
+                                      "errors with the sites as clusters (3 or more sites)."),
           out: Path = typer.Option(..., "--out", help="Folder for coefficients.csv or survival.csv, summary.json "
                                                       "and a PNG (forest plot or survival curve)."),
           ) -> None:
@@ -72,6 +79,10 @@ def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kap
 
     paths = site_paths(comma_list(data))
     names = comma_list(covariates) or None
+    if strata is not None and model is not Model.cox:
+        raise UsageError("--strata applies to --model cox only")
+    if robust and model is Model.kaplan_meier:
+        raise UsageError("--robust applies to --model cox and logistic (standard errors of coefficients)")
     if model is Model.kaplan_meier:
         from prana.analyses.kaplan_meier import FederatedKaplanMeier
 
@@ -92,13 +103,15 @@ def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kap
 
                 fitted = FederatedCoxPH(ties=ties.value, time_grid=time_grid, penalizer=penalty,
                                         max_iterations=max_iterations, min_group_size=min_group_size).fit(
-                    paths, duration_col=duration_column, event_col=event_column, covariates=names, on_step=on_step)
+                    paths, duration_col=duration_column, event_col=event_column, covariates=names, strata=strata,
+                    robust=robust, on_step=on_step)
             else:
                 from prana.analyses.logistic import FederatedLogisticRegression
 
                 fitted = FederatedLogisticRegression(penalty=penalty, max_iterations=max_iterations,
                                                      min_group_size=min_group_size).fit(paths, target_col=target_column,
-                                                                          covariates=names, on_step=on_step)
+                                                                          covariates=names, robust=robust,
+                                                                          on_step=on_step)
         show_and_write(fitted, out)
 
 

@@ -88,6 +88,13 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                                                      "levels, comma-separated."),
                 max_iterations: int = typer.Option(50, "--max-iterations", min=1, max=1000, help="cox, logistic: "
                                                    "the most Newton steps."),
+                strata: Optional[str] = typer.Option(None, "--strata", help="cox: a column (one baseline hazard "
+                                                     "per level; give --strata-levels) or 'station' (one per "
+                                                     "station; its event times stay local)."),
+                strata_levels: Optional[str] = typer.Option(None, "--strata-levels", help="cox: the strata "
+                                                            "column's levels, comma-separated."),
+                robust: bool = typer.Option(False, "--robust", help="cox, logistic: cluster-robust standard "
+                                            "errors, the stations as clusters (3 or more)."),
                 columns: Optional[str] = typer.Option(None, "--columns", help="kmeans: comma-separated features."),
                 timeout: float = typer.Option(600.0, "--timeout", min=1.0, help="Seconds before the task fails "
                                               "(its deadline, approval included)."),
@@ -120,7 +127,7 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                 analysis, covariates=covariates, duration_column=duration_column, event_column=event_column,
                 target_column=target_column, ties=ties, time_grid=time_grid, penalty=penalty,
                 group_column=group_column, groups=groups, min_group_size=min_group_size,
-                max_iterations=max_iterations)
+                max_iterations=max_iterations, strata=strata, strata_levels=strata_levels, robust=robust)
             task = federated.start(client, spec=spec, stations=stations, me=me, timeout=timeout)
             if detach:
                 folder = _quote(out) if out is not None else "DIR"

@@ -20,8 +20,12 @@ ANALYSES = MODELS
 def specification(analysis: str, *, covariates: Optional[str], duration_column: str, event_column: str,
                   target_column: str, ties: str, time_grid: Optional[str], penalty: float,
                   group_column: Optional[str], groups: Optional[str], min_group_size: int,
-                  max_iterations: int) -> Specification:
+                  max_iterations: int, strata: Optional[str] = None, strata_levels: Optional[str] = None,
+                  robust: bool = False) -> Specification:
     names, levels = tuple(comma_list(covariates)), tuple(comma_list(groups))
+    if strata not in (None, "station") and not comma_list(strata_levels):
+        raise UsageError("--strata COLUMN needs --strata-levels, the column's levels (e.g. --strata-levels 0,1), "
+                         "as the stations' schema declares them")
     if analysis != "kaplan-meier" and not names:
         raise UsageError(f"{analysis} needs --covariates (the stations' columns to fit on, comma-separated)")
     if analysis == "kaplan-meier" and group_column and not levels:
@@ -31,7 +35,8 @@ def specification(analysis: str, *, covariates: Optional[str], duration_column: 
                          event_column=event_column, target_column=target_column, ties=ties, time_grid=time_grid,
                          penalty=penalty, group_column=group_column if analysis == "kaplan-meier" else None,
                          groups=levels if analysis == "kaplan-meier" else (), min_group_size=min_group_size,
-                         max_iterations=max_iterations)
+                         max_iterations=max_iterations, strata=strata, strata_levels=tuple(comma_list(strata_levels)),
+                         robust=robust)
 
 
 def fitted(result: dict[str, Any], spec: Specification) -> Any:

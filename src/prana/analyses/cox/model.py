@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prana.analyses.federated.data import Specification
-from prana.analyses.federated.estimator import FederatedRegression, default_covariates, site_paths
+from prana.analyses.federated.data import STATION, Specification
+from prana.analyses.federated.estimator import FederatedRegression, column_levels, default_covariates, site_paths
 from prana.errors import NotFittedError
 
 
@@ -25,14 +25,21 @@ class FederatedCoxPH(FederatedRegression):
         self._result = None
 
     def fit(self, sites: Any, duration_col: str = "duration", event_col: str = "event",
-            covariates: list[str] | None = None, on_step: Any = None) -> "FederatedCoxPH":
+            covariates: list[str] | None = None, strata: str | None = None, robust: bool = False,
+            on_step: Any = None) -> "FederatedCoxPH":
+        """`strata`: a column (one baseline hazard per level) or "station" (one per site: each site's partial
+        likelihood stays local, and nothing about its event times is shared). `robust`: cluster-robust
+        standard errors with the sites as clusters (at least 3 sites)."""
         paths = site_paths(sites)
-        names = list(covariates) if covariates else default_covariates(paths, [duration_col, event_col])
+        strata_column = None if strata in (None, STATION) else strata
+        names = (list(covariates) if covariates
+                 else default_covariates(paths, [duration_col, event_col, *([strata_column] if strata_column else [])]))
         spec = Specification("cox", tuple(names), duration_column=duration_col, event_column=event_col,
                              ties=self.ties, time_grid=None if self.time_grid is None else str(self.time_grid),
                              penalty=float(self.penalizer), max_iterations=self.max_iterations,
-                             min_group_size=self.min_group_size,
-                             tolerance=self.tolerance)
+                             min_group_size=self.min_group_size, tolerance=self.tolerance, strata=strata,
+                             strata_levels=tuple(column_levels(paths, strata_column)) if strata_column else (),
+                             robust=bool(robust))
         self._fit(spec, paths, names, on_step)
         return self
 

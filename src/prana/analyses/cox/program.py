@@ -118,6 +118,87 @@ def site_statistics(durations: np.ndarray, events: np.ndarray, covariates: np.nd
                            [np.log(death_weights).sum()]])
 
 
+def stratified_statistics(durations: np.ndarray, events: np.ndarray, covariates: np.ndarray, strata: np.ndarray,
+                          axis_times: np.ndarray, axis_strata: np.ndarray, coefficients: np.ndarray,
+                          scale: float = 1.0) -> np.ndarray:
+    """`site_statistics` over a stratified axis: its entries are (stratum, event time) pairs, stratum by
+    stratum, and each risk set holds only its stratum's rows. The reduction is unchanged: Efron's terms are
+    per entry, so the pooled result is the sum of the strata's partial likelihoods."""
+    width = covariates.shape[1]
+    parts: list[list[np.ndarray]] = [[] for _ in range(6)]
+    death_sum, log_weights = np.zeros(width), 0.0
+    for stratum in np.unique(axis_strata):
+        entries, mine = axis_strata == stratum, strata == stratum
+        vector = site_statistics(durations[mine], events[mine], covariates[mine], axis_times[entries],
+                                 coefficients, scale)
+        for index, block in enumerate(split(vector, int(entries.sum()), width)[:6]):
+            parts[index].append(block.ravel())
+        death_sum, log_weights = death_sum + vector[-width - 1:-1], log_weights + vector[-1]
+    if np.any(events[~np.isin(strata, axis_strata)] > 0):
+        raise ValueError("a death of this site is in a stratum without pooled event times")
+    return np.concatenate([*(np.concatenate(part) if part else np.zeros(0) for part in parts), death_sum,
+                           [log_weights]])
+
+
+def split(statistics, times: int, covariates: int) -> list:
+    """A statistics vector's blocks: S0, T0 (T), S1, T1 (T x p), S2, T2 (T x q), X_e (p), L_e."""
+    p, q = covariates, packed_size(covariates)
+    offsets = np.cumsum([0, times, times, times * p, times * p, times * q, times * q])
+    shapes = [(times,), (times,), (times, p), (times, p), (times, q), (times, q)]
+    blocks = [statistics[offsets[k]:offsets[k + 1]].reshape(shapes[k]) for k in range(6)]
+    return [*blocks, statistics[offsets[6]:offsets[6] + p], statistics[offsets[6] + p]]
+
+
+def local_step(durations: np.ndarray, events: np.ndarray, covariates: np.ndarray, ties: str,
+               coefficients: np.ndarray) -> np.ndarray:
+    """strata = station: this site's own partial likelihood, computed here in plaintext (its rows are a
+    stratum of their own, so nothing about its event times is shared): [log-likelihood, gradient,
+    information (upper triangle)]. The committee only adds the sites' vectors."""
+    import jax.numpy as jnp
+
+    width = covariates.shape[1]
+    died = events.astype(bool)
+    times, deaths = np.unique(durations[died], return_counts=True)
+    if times.size == 0:
+        return np.zeros(1 + width + packed_size(width))
+    scale = 1.0 / durations.size
+    vector = site_statistics(durations, events, covariates, times.astype(float), coefficients, scale)
+    log_likelihood, gradient, information = reduction(jnp.asarray(vector), TieTerms.of(deaths, ties), times.size,
+                                                      width, scale)
+    upper = np.triu_indices(width)
+    return np.concatenate([[float(log_likelihood)], np.asarray(gradient), np.asarray(information)[upper]])
+
+
+def local_reduction(statistics, covariates: int):
+    """The summed `local_step` vectors as (log-likelihood, gradient, information)."""
+    return (statistics[0], statistics[1:1 + covariates], unpack_symmetric(statistics[1 + covariates:], covariates))
+
+
+def site_scores(vectors, deaths_per_site, pooled_deaths: np.ndarray, times: int, covariates: int, scale: float):
+    """Each site's score at the fit (its rows' score residuals summed, in the Breslow form that statsmodels
+    and lifelines use for robust variances, also after an Efron fit), times `scale`, in jax.numpy: for
+    site k with risk-set sums S0_k, S1_k, death sum X_k and deaths d_k per event time,
+
+        u_k = X_k - sum d_k m1 - sum d (S1_k - m1 S0_k) / S0,   m1 = S1 / S0 (pooled), d pooled deaths
+
+    Inputs are the sites' step statistics (`vectors`) and their own deaths per entry of the axis."""
+    import jax.numpy as jnp
+
+    total = vectors[0]
+    for vector in vectors[1:]:
+        total = total + vector
+    pooled = split(total, times, covariates)
+    inverse = 1.0 / pooled[0]
+    m1 = pooled[2] * inverse[:, None]
+    scores = []
+    for vector, own_deaths in zip(vectors, deaths_per_site):
+        blocks = split(vector, times, covariates)
+        share, mean = blocks[0] * inverse, blocks[2] * inverse[:, None]
+        compensator = (jnp.asarray(pooled_deaths)[:, None] * (mean - m1 * share[:, None])).sum(axis=0)
+        scores.append((blocks[6] - (own_deaths[:, None] * m1).sum(axis=0) - compensator) * scale)
+    return jnp.stack(scores)
+
+
 def statistics_size(times: int, covariates: int) -> int:
     return 2 * times * (1 + covariates + packed_size(covariates)) + covariates + 1
 
@@ -153,15 +234,8 @@ def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: f
     So the work per death is scalar, and the covariates' work is per event time."""
     import jax.numpy as jnp
 
-    p, q = covariates, packed_size(covariates)
-    offsets = np.cumsum([0, times, times, times * p, times * p, times * q, times * q])
-    s0, t0 = statistics[offsets[0]:offsets[1]], statistics[offsets[1]:offsets[2]]
-    s1 = statistics[offsets[2]:offsets[3]].reshape(times, p)
-    t1 = statistics[offsets[3]:offsets[4]].reshape(times, p)
-    s2 = statistics[offsets[4]:offsets[5]].reshape(times, q)
-    t2 = statistics[offsets[5]:offsets[6]].reshape(times, q)
-    death_sum = statistics[offsets[6]:offsets[6] + p]
-    death_log_weights = statistics[offsets[6] + p]
+    p = covariates
+    s0, t0, s1, t1, s2, t2, death_sum, death_log_weights = split(statistics, times, covariates)
     deaths = np.bincount(terms.time_index, minlength=times).astype(float)
     inverse = 1.0 / s0
     m1, u1 = s1 * inverse[:, None], t1 * inverse[:, None]

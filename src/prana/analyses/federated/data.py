@@ -20,6 +20,7 @@ from prana.errors import InputValidationError
 MODELS = ("cox", "logistic", "kaplan-meier")
 TIME_GRIDS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
 MAX_GRID_POINTS = 200_000
+STATION = "station"                    # strata = station: each site's rows are a stratum of their own
 
 
 def time_step(grid: str | float | None) -> float:
@@ -54,6 +55,9 @@ class Specification:
     group_column: str | None = None
     groups: tuple[str, ...] = ()
     min_group_size: int = 3
+    strata: str | None = None          # Cox: a column (levels in strata_levels) or "station" (each site its own)
+    strata_levels: tuple[str, ...] = ()
+    robust: bool = False               # cluster-robust (sandwich) standard errors, clusters = sites
     max_iterations: int = 50
     tolerance: float = 1e-10
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +73,16 @@ class Specification:
             raise InputValidationError("--min-group-size must be at least 1")
         if self.model != "kaplan-meier" and not self.covariates:
             raise InputValidationError(f"a {self.model} model needs at least one covariate")
+        if self.strata is not None and self.model != "cox":
+            raise InputValidationError("--strata applies to a Cox model only")
+        if self.strata not in (None, STATION) and not self.strata_levels:
+            raise InputValidationError(f"--strata {self.strata} needs its levels (e.g. --strata-levels 0,1), as the "
+                                       "sites must agree on them before anything is shared")
+        if self.strata in self.covariates:
+            raise InputValidationError(f"column {self.strata!r} is both a covariate and the strata; leave it out of "
+                                       "the covariates")
+        if self.robust and self.model == "kaplan-meier":
+            raise InputValidationError("--robust applies to Cox and logistic models")
         time_step(self.time_grid)
 
     @property
@@ -82,6 +96,7 @@ class Specification:
     def public(self) -> dict[str, Any]:
         values = asdict(self)
         values["covariates"], values["groups"] = list(self.covariates), list(self.groups)
+        values["strata_levels"] = list(self.strata_levels)
         return values
 
     @classmethod
@@ -89,7 +104,12 @@ class Specification:
         values = dict(values)
         values["covariates"] = tuple(values.get("covariates", ()))
         values["groups"] = tuple(values.get("groups", ()))
+        values["strata_levels"] = tuple(values.get("strata_levels", ()))
         return cls(**values)
+
+    @property
+    def strata_column(self) -> str | None:
+        return None if self.strata in (None, STATION) else self.strata
 
 
 def grid_index(durations: np.ndarray, step: float) -> np.ndarray:
@@ -107,6 +127,7 @@ class SiteData:
     events: np.ndarray | None = None
     target: np.ndarray | None = None
     groups: np.ndarray | None = None          # index into Specification.groups
+    strata: np.ndarray | None = None          # index into Specification.strata_levels
 
     @property
     def rows(self) -> int:
@@ -121,8 +142,7 @@ class SiteData:
             needed += [spec.duration_column, spec.event_column]
         else:
             needed.append(spec.target_column)
-        if spec.group_column:
-            needed.append(spec.group_column)
+        needed += [column for column in (spec.group_column, spec.strata_column) if column]
         frame = read_table(path, None)
         require_columns(frame, needed, source)
         covariates = (np.column_stack([numeric_column(frame, column, source) for column in spec.covariates])
@@ -145,14 +165,21 @@ class SiteData:
         else:
             data.target = _binary(numeric_column(frame, spec.target_column, source), spec.target_column, source)
         if spec.group_column:
-            labels = frame[spec.group_column].astype(str).str.strip().to_numpy()
-            known = {label: index for index, label in enumerate(spec.groups)}
-            unknown = [position for position, label in enumerate(labels) if label not in known]
-            if unknown:
-                raise InputValidationError(f"row {data_row(unknown[0])} of {source}, column {spec.group_column!r} "
-                                           "is not one of the groups of the fit")
-            data.groups = np.array([known[label] for label in labels], dtype=np.int64)
+            data.groups = _levels(frame, spec.group_column, spec.groups, "groups", source)
+        if spec.strata_column:
+            data.strata = _levels(frame, spec.strata_column, spec.strata_levels, "strata", source)
         return data
+
+
+def _levels(frame: Any, column: str, levels: tuple[str, ...], what: str, source: str) -> np.ndarray:
+    """Each row's index into the fit's public `levels` of `column`."""
+    labels = frame[column].astype(str).str.strip().to_numpy()
+    known = {label: index for index, label in enumerate(levels)}
+    unknown = [position for position, label in enumerate(labels) if label not in known]
+    if unknown:
+        raise InputValidationError(f"row {data_row(unknown[0])} of {source}, column {column!r} is not one of the "
+                                   f"{what} of the fit")
+    return np.array([known[label] for label in labels], dtype=np.int64)
 
 
 def _binary(values: np.ndarray, column: str, source: str) -> np.ndarray:

@@ -4,9 +4,10 @@
     rows per site >= m          each site      m = 3 (nfilter.subset)
     a binary covariate, event   each site      every level with 0 < n < m refused (nfilter.tab = 3)
       or outcome column
-    parameters <= 0.33 N        the analyst    0.33 (nfilter.glm), N the pooled rows
-    Kaplan-Meier time points    the analyst    merged into later ones until each covers m persons
-      covering < m persons                     (`kaplan_meier.program.merge_small`)
+    parameters <= 0.33 N        every party    0.33 (nfilter.glm), N the pooled rows (after the overview)
+    Kaplan-Meier time points    the committee  merged into later ones until each covers m persons, inside
+      covering < m persons                     the MPC (`kaplan_meier.program.merge_blocks`)
+    cluster-robust errors       every party    at least 3 sites (`federated.rounds.check_robust`)
 
 m is the minimum group size (`--min-group-size`; on the platform, the largest of the datasets' policies).
 Each refusal is one sentence that names the rule and the column, never a count or a value. A site checks
@@ -30,7 +31,7 @@ def check_site(site: str, data: SiteData, spec: Specification) -> None:
     if data.rows < minimum:
         raise PrivacyThresholdViolation(f"site {site} refuses: it holds fewer rows than the minimum group size "
                                         f"({minimum}) allows to share")
-    if spec.model == "kaplan-meier":       # its counts are merged by the analyst instead
+    if spec.model == "kaplan-meier":       # its counts are merged inside the MPC instead
         return
     outcome = (spec.event_column, data.events) if spec.survival else (spec.target_column, data.target)
     for column, values in [*zip(spec.covariates, data.covariates.T), outcome]:

@@ -18,7 +18,7 @@ import pandas as pd
 from prana.analyses.federated.data import Specification
 from prana.analyses.federated.local import fit_local
 from prana.analyses.federated.summary import coefficient_table, coefficients_csv, uncentre
-from prana.analyses.tables import read_table
+from prana.analyses.tables import read_table, require_columns
 from prana.errors import InputValidationError, NotFittedError
 
 def site_paths(sites: Any) -> dict[str, Path]:
@@ -43,6 +43,21 @@ def default_covariates(paths: dict[str, Path], exclude: list[str]) -> list[str]:
     return [column for column in read_table(first, None).columns if column not in exclude]
 
 
+MAX_GROUPS = 20
+
+
+def column_levels(paths: dict[str, Path], column: str) -> list[str]:
+    levels: set[str] = set()
+    for path in paths.values():
+        frame = read_table(path, [column])
+        require_columns(frame, [column], str(path))
+        levels |= set(frame[column].astype(str).str.strip())
+    if len(levels) > MAX_GROUPS:
+        raise InputValidationError(f"column {column!r} has more than {MAX_GROUPS} levels; a group or strata column "
+                                   "takes a few (treatment arms, sexes)")
+    return sorted(levels, key=lambda level: (len(level), level))
+
+
 class FederatedRegression:
     """Cox or logistic regression fitted over several sites; what they share."""
 
@@ -63,7 +78,8 @@ class FederatedRegression:
             names = ["intercept", *names]
         self._result, self._spec = result, spec
         coefficients = np.asarray(result["coefficients"], float)
-        covariance = np.linalg.inv(np.asarray(result["information"], float))
+        covariance = (np.asarray(result["robust_covariance"], float) if result.get("robust_covariance") is not None
+                      else np.linalg.inv(np.asarray(result["information"], float)))
         if spec.model == "logistic":
             covariance = uncentre(covariance, np.asarray(result["overview"]["mean"], float))
         self.params_ = pd.Series(coefficients, index=pd.Index(names, name="covariate"), name="coef")
@@ -100,6 +116,7 @@ class FederatedRegression:
                 "covariates": list(self.params_.index), "log_likelihood": self.log_likelihood_,
                 "iterations": self.iterations_, "converged": self.converged_, "gradient_norm": self.gradient_norm_,
                 "specification": self._spec.public(), "notes": self.notes_,
+                "standard_errors": "cluster-robust (clusters: sites)" if self._spec.robust else "model-based",
                 "coefficients": {name: {"coef": float(row["coef"]), "se": float(row["se(coef)"]),
                                         "p": float(row["p"])} for name, row in self.summary.iterrows()}}
 
@@ -123,7 +140,9 @@ class FederatedRegression:
         console = console or Console()
         exp_name = "HR" if self.model == "cox" else "OR"
         table = Table(title=f"{type(self).__name__}: {self.rows_:,} rows at {len(self.sites_)} sites",
-                      title_justify="left", caption=f"{exp_name} = exp(coef); 95% CI of coef", caption_justify="left")
+                      title_justify="left", caption_justify="left",
+                      caption=f"{exp_name} = exp(coef); 95% CI of coef" + ("; se cluster-robust by site"
+                                                                          if self._spec.robust else ""))
         for column in ["covariate", "coef", exp_name, "se", "z", "p", "95% CI"]:
             table.add_column(column, justify="left" if column == "covariate" else "right",
                              overflow="fold" if column == "covariate" else "ellipsis")

@@ -77,14 +77,16 @@ def analyst_worker(federation: str, sites: list[str], session: str, specificatio
     out: dict[str, Any] = {"received": [list(item) for item in result.received.items], "site_names": list(sites),
                            "overview": {"rows": result.overview.rows, "events": result.overview.events,
                                         "mean": result.overview.mean.tolist()}}
-    if result.counts is not None:
-        out["counts"] = result.counts.tolist()
+    if result.survival is not None:
+        out["survival"] = result.survival
     if result.newton is not None:
         fit = result.newton
         out.update(coefficients=result.coefficients.tolist(),
                    information=fit.information.tolist(), log_likelihood=fit.log_likelihood,
                    gradient=fit.gradient.tolist(), iterations=fit.iterations, converged=fit.converged,
                    history=fit.history)
+    if result.robust_covariance is not None:
+        out["robust_covariance"] = result.robust_covariance.tolist()
     if result.axis is not None:
         out["event_times"] = result.axis.times.tolist()
         out["deaths"] = result.axis.deaths.tolist()

@@ -55,15 +55,35 @@ def solve(information, gradient, scale: float, penalty: np.ndarray, coefficients
     every product stays inside the fixed point's range."""
     import jax.numpy as jnp
 
-    size = gradient.shape[0]
     matrix = (information + jnp.diag(jnp.asarray(penalty))) * scale
     right = (gradient - jnp.asarray(penalty) * coefficients) * scale
-    augmented = jnp.concatenate([matrix, right[:, None]], axis=1)
+    return gauss_jordan(matrix, right[:, None])[:, 0]
+
+
+def gauss_jordan(matrix, right):
+    """matrix^-1 right (right: n x r) by Gauss-Jordan elimination without pivoting, in jax.numpy, for a
+    positive definite matrix whose entries the caller scaled to O(1)."""
+    import jax.numpy as jnp
+
+    size = matrix.shape[0]
+    augmented = jnp.concatenate([matrix, right], axis=1)
     for index in range(size):
         row = augmented[index] * (1.0 / augmented[index, index])
         augmented = augmented - jnp.outer(augmented[:, index], row)
         augmented = augmented.at[index].set(row)
-    return augmented[:, size]
+    return augmented[:, size:]
+
+
+def sandwich(information, scores, scale: float, penalty: np.ndarray):
+    """The cluster-robust covariance I^-1 (sum_k u_k u_k') I^-1 in jax.numpy, from the information and the
+    clusters' scores u_k (rows of `scores`, already multiplied by `scale` = 1 / pooled rows): with A = I scale
+    and B = sum (u_k scale)(u_k scale)', it is A^-1 B A^-1, so every entry stays O(1)."""
+    import jax.numpy as jnp
+
+    matrix = (information + jnp.diag(jnp.asarray(penalty))) * scale
+    meat = scores.T @ scores
+    half = gauss_jordan(matrix, meat)                  # A^-1 B
+    return gauss_jordan(matrix, half.T)                # A^-1 (A^-1 B)' = A^-1 B A^-1
 
 
 class Walk:

@@ -5,13 +5,15 @@ datasets, and how a task is judged (loaded for every task: no jax, no spu).
 approval, and `peers`: every other station of the task, since all of them share into one committee):
 
     [families.cox]                  # or logistic, kaplan-meier
-    covariates = ["age", "sex"]     # the columns a task may use as covariates (default: any)
+    covariates = ["age", "sex"]     # the columns a task may use as covariates or Cox strata (default: any)
     max_parameters = 20             # coefficients of one model (default 20)
     min_sites = 3                   # the fewest stations a task may pool over (default 2; with two, the
                                     # pooled values minus this station's are the other's)
     time_grid = "week"              # the finest grid the durations may be shared on (default: exact)
     max_iterations = 100            # Newton steps (default 100)
     penalty = true                  # may the task set an L2 penalty? (default true)
+    robust = true                   # may the task ask for cluster-robust standard errors? (default true;
+                                    # they reveal the sum of the sites' score outer products)
 
 The generic minimum group size of the dataset is the floor of the task's (checked before anything is
 shared); the disclosure rules it drives are `federated.disclosure`'s.
@@ -38,6 +40,7 @@ class Limits(BaseModel):
     time_grid: str | None = None
     max_iterations: int = Field(100, ge=1)
     penalty: bool = True
+    robust: bool = True
 
 
 def _spec(task: dict[str, Any]) -> Specification:
@@ -57,7 +60,8 @@ def admit(limits: Limits, task: dict[str, Any], budget: Any) -> dict[str, Any]:
         raise PolicyViolation(f"dataset {dataset!r} is pooled only over at least {limits.min_sites} stations; the "
                               f"task names {len(task['stations'])}")
     if limits.covariates is not None:
-        refused = [column for column in spec.covariates if column not in limits.covariates]
+        refused = [column for column in (*spec.covariates, spec.strata_column) if column
+                   and column not in limits.covariates]
         if refused:
             raise PolicyViolation(f"dataset {dataset!r} does not allow covariate {str(refused[0])[:64]!r}")
     parameters = len(spec.covariates) + (1 if spec.model == "logistic" else 0)
@@ -67,6 +71,8 @@ def admit(limits: Limits, task: dict[str, Any], budget: Any) -> dict[str, Any]:
         raise PolicyViolation(f"dataset {dataset!r} allows at most {limits.max_iterations} Newton steps")
     if spec.penalty > 0 and not limits.penalty:
         raise PolicyViolation(f"dataset {dataset!r} does not allow a penalised fit")
+    if spec.robust and not limits.robust:
+        raise PolicyViolation(f"dataset {dataset!r} does not allow cluster-robust standard errors")
     if limits.time_grid is not None and spec.survival and spec.step < time_step(limits.time_grid):
         raise PolicyViolation(f"dataset {dataset!r} shares durations only on a grid of {limits.time_grid} or "
                               "coarser; give --time-grid")

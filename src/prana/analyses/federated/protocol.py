@@ -21,14 +21,22 @@ Rounds of one fit (every party takes part in every round, in this order):
     overview     each site: rows, events,   pooled totals (rows, events, sum x, sum x^2) and the largest
                  sum x, sum x^2, largest     time, to the analyst and every site
                  time
-    time axis    each site: its deaths (and pooled counts per grid time, to the analyst, and for Cox to
-      (Cox, KM)  censorings) per grid time   every site (the event times and pooled deaths per time)
+    time axis    each site: its deaths per  pooled deaths per grid time (and stratum), to the analyst and
+      (Cox)      grid time (and stratum)     every site (the event times and pooled deaths per time)
     steer k      the analyst: go, accept,   the steering to every site, which computes b_k itself
                  halvings                    (`newton.Walk`: a Newton step from an accepted point)
     step k       each site: statistics at   the model's reduction (pooled log-likelihood, gradient,
                  b_k; the first member: b_k  information), to the analyst; the Newton direction at b_k,
                                              computed in the MPC, to the analyst and every site
+    robust       each site: statistics at   with `robust` only, once after the fit: the sandwich covariance,
+      (optional)  the fit; the analyst: the  to the analyst (`rounds.robust_program`)
+                 information it holds
     stop         the analyst: "stop"        to every site
+
+Kaplan-Meier has one round after the overview instead (`kaplan_meier.program.survival_program`): the
+sites' counts per grid point in, the table merged inside the MPC and the log-rank statistic out, to the
+analyst only. A Cox fit with strata = station has no time axis round: each site's step statistics are its
+own partial likelihood's log-likelihood, gradient and information.
 
 What each party learns over the whole fit: the analyst, the pooled totals, the pooled time axis and, at
 each step, the pooled log-likelihood, gradient and information (then the model's summary); a site, the
@@ -80,21 +88,28 @@ class Roles:
         return tuple(self.owner(site) for site in self.sites)
 
 
-def _site_inputs(roles: Roles, name: str, size: int) -> list[SecureInput]:
+def site_inputs(roles: Roles, name: str, size: int) -> list[SecureInput]:
     return [SecureInput(f"{name}_{index}", roles.owner(site), (size,), "float64")
             for index, site in enumerate(roles.sites)]
 
 
-def _total(vectors):
+def add_all(vectors):
     total = vectors[0]
     for vector in vectors[1:]:
         total = total + vector
     return total
 
 
+def federated_program(roles: Roles, name: str, function: Callable[..., tuple[Any, ...]],
+                      inputs: list[SecureInput], outputs: tuple[str, ...], recipients: tuple[str, ...]) -> SecureProgram:
+    """A program in this module's ring whose every output goes to `recipients`."""
+    return SecureProgram(name, function, inputs, [SecureOutput(output, recipients) for output in outputs],
+                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
+
+
 def sum_program(roles: Roles, name: str, size: int, recipients: tuple[str, ...]) -> SecureProgram:
     """Add the sites' vectors of `size` values; reveal the sum ("total") to `recipients`."""
-    return SecureProgram(name, lambda *vectors: (_total(vectors),), _site_inputs(roles, name, size),
+    return SecureProgram(name, lambda *vectors: (add_all(vectors),), site_inputs(roles, name, size),
                          [SecureOutput("total", recipients)], ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
 
@@ -107,7 +122,7 @@ def overview_program(roles: Roles, size: int) -> SecureProgram:
         return stacked[:, :-1].sum(axis=0), stacked[:, -1].max()
 
     recipients = (roles.owner(roles.analyst), *roles.site_recipients())
-    return SecureProgram("overview", function, _site_inputs(roles, "overview", size),
+    return SecureProgram("overview", function, site_inputs(roles, "overview", size),
                          [SecureOutput("totals", recipients), SecureOutput("largest", recipients)],
                          ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
@@ -121,12 +136,12 @@ def step_program(roles: Roles, name: str, size: int, parameters: int,
     analyst. The current point (public to every site) is an input of the first member."""
 
     def function(*vectors):
-        result = tuple(reduce(_total(vectors[:-1])))
+        result = tuple(reduce(add_all(vectors[:-1])))
         point = vectors[-1]
         log_likelihood, gradient, information = result[:3]
         return (*result, direction(gradient, information, point))
 
-    inputs = [*_site_inputs(roles, name, size),
+    inputs = [*site_inputs(roles, name, size),
               SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64")]
     analyst = roles.owner(roles.analyst)
     return SecureProgram(name, function, inputs,

@@ -16,13 +16,16 @@ from typing import Any, Callable
 import numpy as np
 
 from prana.analyses.cox import program as cox
-from prana.analyses.federated.data import MAX_GRID_POINTS, SiteData, Specification
+from prana.analyses.federated.data import MAX_GRID_POINTS, STATION, SiteData, Specification
 from prana.analyses.federated.disclosure import check_parameters
-from prana.analyses.federated.newton import NewtonResult, Walk, newton, penalty_mask, solve
-from prana.analyses.federated.protocol import Party, Roles, broadcast_program, overview_program, sum_program
+from prana.analyses.federated.newton import NewtonResult, Walk, newton, penalty_mask, sandwich, solve
+from prana.analyses.federated.protocol import (Party, Roles, broadcast_program, federated_program, overview_program,
+                                               site_inputs, sum_program)
 from prana.analyses.federated.protocol import step_program as protocol_step
+from prana.analyses.kaplan_meier import program as kaplan_meier
 from prana.analyses.logistic import program as logistic
-from prana.errors import ConvergenceError, InputValidationError
+from prana.engine.program import SecureInput
+from prana.errors import ConvergenceError, InputValidationError, PrivacyThresholdViolation, ProtocolError
 
 GO, STOP = 1.0, 0.0
 
@@ -77,9 +80,10 @@ def read_overview(spec: Specification, revealed: dict[str, np.ndarray]) -> Overv
 
 def grid_points(spec: Specification, overview: Overview) -> int:
     points = int(overview.largest) + 1
-    if points > MAX_GRID_POINTS:
-        raise InputValidationError(f"the durations span {points} points of the time grid (at most "
-                                   f"{MAX_GRID_POINTS}); give a coarser --time-grid")
+    limit = kaplan_meier.MAX_POINTS if spec.model == "kaplan-meier" else MAX_GRID_POINTS
+    if points > limit:
+        raise InputValidationError(f"the durations span {points} points of the time grid (at most {limit} for "
+                                   f"{spec.model}); give a coarser --time-grid")
     return points
 
 
@@ -87,13 +91,22 @@ def histogram(indices: np.ndarray, points: int, weights: np.ndarray) -> np.ndarr
     return np.bincount(indices.astype(np.int64), weights=weights, minlength=points).astype(float)
 
 
+def strata_count(spec: Specification) -> int:
+    return len(spec.strata_levels) if spec.strata_column else 1
+
+
 def time_axis_size(spec: Specification, points: int) -> int:
-    return points if spec.model == "cox" else 2 * max(1, len(spec.groups)) * points
+    return strata_count(spec) * points if spec.model == "cox" else 2 * max(1, len(spec.groups)) * points
+
+
+def entry_keys(spec: Specification, data: SiteData, points: int) -> np.ndarray:
+    """Each row's place on a Cox fit's (stratified) axis: stratum * points + grid time."""
+    return data.durations + (points * data.strata if spec.strata_column else 0)
 
 
 def site_time_axis(spec: Specification, data: SiteData, points: int) -> np.ndarray:
     if spec.model == "cox":
-        return histogram(data.durations, points, data.events)
+        return histogram(entry_keys(spec, data, points), time_axis_size(spec, points), data.events)
     groups = data.groups if data.groups is not None else np.zeros(data.rows, dtype=np.int64)
     blocks = []
     for group in range(max(1, len(spec.groups))):
@@ -104,22 +117,30 @@ def site_time_axis(spec: Specification, data: SiteData, points: int) -> np.ndarr
 
 
 def time_axis_program(roles: Roles, spec: Specification, points: int):
-    # a Cox fit's sites need the pooled event times; Kaplan-Meier's counts go to the analyst only
-    recipients = ((roles.owner(roles.analyst), *roles.site_recipients()) if spec.model == "cox"
-                  else (roles.owner(roles.analyst),))
-    return sum_program(roles, "time_axis", time_axis_size(spec, points), recipients)
+    """A Cox fit's pooled deaths per grid point, to the analyst and every site (they need the event times)."""
+    return sum_program(roles, "time_axis", time_axis_size(spec, points),
+                       (roles.owner(roles.analyst), *roles.site_recipients()))
+
+
+def survival_program(roles: Roles, spec: Specification, overview: Overview, points: int):
+    return kaplan_meier.survival_program(roles, len(spec.groups), points, spec.min_group_size, 1.0 / overview.rows)
 
 
 @dataclass(frozen=True)
 class CoxAxis:
-    times: np.ndarray          # grid indices with at least one pooled death
+    """The entries of a Cox fit's axis with at least one pooled death: their grid times and strata (all 0
+    without strata), stratum by stratum, and their pooled deaths."""
+
+    times: np.ndarray
     deaths: np.ndarray
+    strata: np.ndarray
+    positions: np.ndarray      # stratum * points + time
 
     @classmethod
-    def of(cls, pooled_deaths: np.ndarray) -> "CoxAxis":
+    def of(cls, pooled_deaths: np.ndarray, points: int) -> "CoxAxis":
         deaths = np.round(np.asarray(pooled_deaths, float)).astype(np.int64)
         where = np.flatnonzero(deaths > 0)
-        return cls(where.astype(float), deaths[where])
+        return cls((where % points).astype(float), deaths[where], where // points, where)
 
 
 def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float = 1.0):
@@ -134,6 +155,10 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
         return protocol_step(roles, "logistic_step", logistic.statistics_size(p), size,
                              lambda total: logistic.reduction(total, p), direction,
                              ("log_likelihood", "gradient", "information", "settled"))
+    if spec.strata == STATION:
+        return protocol_step(roles, "cox_local_step", 1 + p + cox.packed_size(p), size,
+                             lambda total: cox.local_reduction(total, p), direction,
+                             ("log_likelihood", "gradient", "information"))
     terms = cox.TieTerms.of(axis.deaths, spec.ties)
     count = axis.times.size
     return protocol_step(roles, "cox_step", cox.statistics_size(count, p), size,
@@ -141,11 +166,79 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
                          ("log_likelihood", "gradient", "information"))
 
 
+def step_statistics(spec: Specification, data: SiteData, centred: np.ndarray, axis: CoxAxis | None,
+                    point: np.ndarray, scale: float) -> np.ndarray:
+    """A site's statistics at `point`, as `step_program` takes them."""
+    if spec.model == "logistic":
+        return logistic.site_statistics(centred, data.target, point)
+    if spec.strata == STATION:
+        return cox.local_step(data.durations, data.events, centred, spec.ties, point)
+    if spec.strata_column:
+        return cox.stratified_statistics(data.durations, data.events, centred, data.strata, axis.times, axis.strata,
+                                         point, scale)
+    return cox.site_statistics(data.durations, data.events, centred, axis.times, point, scale)
+
+
+# -- cluster-robust standard errors (clusters = sites) -------------------------------------------------------
+
+
+def check_robust(spec: Specification, roles: Roles) -> None:
+    if spec.robust and len(roles.sites) < 3:
+        raise PrivacyThresholdViolation("cluster-robust standard errors need at least 3 sites: with 2, they would "
+                                        "reveal each site's own score")
+
+
+def robust_input(spec: Specification, data: SiteData, centred: np.ndarray, axis: CoxAxis | None,
+                 point: np.ndarray, scale: float, points: int) -> np.ndarray:
+    """A site's input to `robust_program`: its step statistics at the fit and, on a Cox axis, its own deaths
+    per entry (they stay inside the MPC)."""
+    if spec.strata == STATION:   # its Breslow gradient is its rows' score residuals summed (as statsmodels)
+        return cox.local_step(data.durations, data.events, centred, "breslow", point)
+    statistics = step_statistics(spec, data, centred, axis, point, scale)
+    if spec.model == "logistic":
+        return statistics
+    own = histogram(entry_keys(spec, data, points), time_axis_size(spec, points), data.events)[axis.positions]
+    return np.concatenate([statistics, own])
+
+
+def robust_program(roles: Roles, spec: Specification, axis: CoxAxis | None, overview: Overview):
+    """The sandwich covariance (`newton.sandwich`), to the analyst only. The analyst supplies the information
+    at the fit, which it already holds: a wrong one changes only its own result. Logistic regression scales
+    by G / (G - 1) (N - 1) / (N - K), as statsmodels' cluster covariance does; Cox does not, as statsmodels'
+    PHReg and lifelines."""
+    import jax.numpy as jnp
+
+    p, size, scale = len(spec.covariates), parameter_count(spec), 1.0 / overview.rows
+    count = 0 if axis is None else axis.times.size
+    if spec.model == "logistic":
+        width, correction = logistic.statistics_size(p), (len(roles.sites) / (len(roles.sites) - 1)
+                                                          * (overview.rows - 1) / (overview.rows - size))
+        scores = lambda vectors: jnp.stack([vector[2:2 + size] for vector in vectors]) * scale  # noqa: E731
+    elif spec.strata == STATION:
+        width, correction = 1 + p + cox.packed_size(p), 1.0
+        scores = lambda vectors: jnp.stack([vector[1:1 + p] for vector in vectors]) * scale     # noqa: E731
+    else:
+        statistics, correction = cox.statistics_size(count, p), 1.0
+        width = statistics + count
+
+        def scores(vectors):
+            return cox.site_scores([vector[:statistics] for vector in vectors],
+                                   [vector[statistics:] for vector in vectors], axis.deaths, count, p, scale)
+
+    def function(*vectors):
+        return (sandwich(vectors[-1], scores(vectors[:-1]), scale, np.zeros(size)) * correction,)
+
+    inputs = [*site_inputs(roles, "robust", width),
+              SecureInput("information", roles.owner(roles.analyst), (size, size), "float64")]
+    return federated_program(roles, "robust", function, inputs, ("robust_covariance",), (roles.owner(roles.analyst),))
+
+
 def parameter_count(spec: Specification) -> int:
     return len(spec.covariates) + (1 if spec.model == "logistic" else 0)
 
 
-STEERING = 3       # go (1) or stop (0), accept the last point (1 / 0), halvings
+STEERING = 3       # go (1), stop (0) or robust (2); accept the last point (1 / 0); halvings
+ROBUST = 2.0
 
 
 # -- a site ----------------------------------------------------------------------------------------------------
@@ -153,20 +246,26 @@ STEERING = 3       # go (1) or stop (0), accept the last point (1 / 0), halvings
 
 def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
                on_round: Callable[[str], None] | None = None) -> Received:
+    check_robust(spec, roles)            # before anything is shared
     received = Received()
     tell = on_round or (lambda name: None)
     overview = read_overview(spec, received.note("overview", party.run(overview_program(roles, overview_size(spec)),
                                                                        site_overview(spec, data))))
     tell("overview")
-    axis = None
-    if spec.survival:
+    axis, points = None, 0
+    if spec.model == "kaplan-meier":
+        points = grid_points(spec, overview)
+        received.note("survival", party.run(survival_program(roles, spec, overview, points),
+                                            site_time_axis(spec, data, points)))
+        tell("survival")
+        return received
+    if spec.survival and spec.strata != STATION:
         points = grid_points(spec, overview)
         revealed = received.note("time_axis", party.run(time_axis_program(roles, spec, points),
                                                         site_time_axis(spec, data, points)))
         tell("time axis")
-        if spec.model == "kaplan-meier":
-            return received
-        axis = CoxAxis.of(revealed["total"])
+        axis = CoxAxis.of(revealed["total"], points)
+    check_parameters(spec, overview.rows, parameter_count(spec))     # a site does not rely on the analyst's check
     centred = data.covariates - overview.mean
     scale = 1.0 / overview.rows
     broadcast, step = broadcast_program(roles, STEERING), step_program(roles, spec, axis, scale)
@@ -175,11 +274,14 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
         message = np.round(received.note("steering", party.run(broadcast))["steering"], 6)
         if message[0] == STOP:
             return received
+        if message[0] == ROBUST:
+            if not spec.robust or walk.last_direction is None:
+                raise ProtocolError("the analyst asked for robust standard errors that the task does not specify")
+            received.note("robust", party.run(robust_program(roles, spec, axis, overview),
+                                              robust_input(spec, data, centred, axis, walk.last, scale, points)))
+            continue
         point = walk.next(float(message[1]), float(message[2]))   # a Newton step: the analyst cannot choose it
-        if spec.model == "logistic":
-            statistics = logistic.site_statistics(centred, data.target, point)
-        else:
-            statistics = cox.site_statistics(data.durations, data.events, centred, axis.times, point, scale)
+        statistics = step_statistics(spec, data, centred, axis, point, scale)
         revealed = received.note("step", party.run(step, statistics, {"point": point}))
         walk.evaluated(point, revealed["direction"])
         tell("step")
@@ -195,26 +297,29 @@ class AnalystResult:
     received: Received
     newton: NewtonResult | None = None
     axis: CoxAxis | None = None
-    counts: np.ndarray | None = None          # Kaplan-Meier: (groups, 2, points) deaths and censorings
+    survival: dict[str, Any] | None = None    # Kaplan-Meier: `kaplan_meier.program.read_blocks`
     coefficients: np.ndarray | None = None    # on the original (uncentred) scale; logistic: intercept first
+    robust_covariance: np.ndarray | None = None   # on the centred scale, like the information
 
 
 def analyst_steps(party: Party, roles: Roles, spec: Specification,
                   on_step: Callable[[int, dict[str, float]], None] | None = None) -> AnalystResult:
+    check_robust(spec, roles)
     received = Received()
     overview = read_overview(spec, received.note("overview", party.run(overview_program(roles, overview_size(spec)))))
     result = AnalystResult(spec, overview, received)
     axis = None
-    if spec.survival:
+    if spec.model == "kaplan-meier":
+        points = grid_points(spec, overview)
+        result.survival = kaplan_meier.read_blocks(
+            received.note("survival", party.run(survival_program(roles, spec, overview, points))))
+        return result
+    if spec.survival and spec.strata != STATION:
         points = grid_points(spec, overview)
         pooled = received.note("time_axis", party.run(time_axis_program(roles, spec, points)))["total"]
-        if spec.model == "kaplan-meier":
-            groups = max(1, len(spec.groups))
-            result.counts = np.round(np.asarray(pooled, float)).reshape(groups, 2, points)
-            return result
-        axis = result.axis = CoxAxis.of(pooled)
-        if axis.times.size == 0:
-            raise InputValidationError("no site has an event: a Cox model needs at least one death")
+        axis = result.axis = CoxAxis.of(pooled, points)
+    if spec.model == "cox" and overview.events < 1:
+        raise InputValidationError("no site has an event: a Cox model needs at least one death")
     _check_constant(spec, overview)
     size = parameter_count(spec)
     check_parameters(spec, overview.rows, size)
@@ -236,6 +341,11 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     fit = newton(evaluate, size, tolerance=spec.tolerance, max_iterations=spec.max_iterations,
                  penalty=penalty_mask(size, spec.penalty, (0,) if spec.model == "logistic" else ()),
                  on_step=on_step, divergence=divergence)
+    if spec.robust:
+        party.run(broadcast, np.array([ROBUST, 0.0, 0.0]))
+        result.robust_covariance = np.asarray(received.note("robust", party.run(
+            robust_program(roles, spec, axis, overview), named={"information": fit.information}))
+            ["robust_covariance"], float)
     party.run(broadcast, np.array([STOP, 0.0, 0.0]))
     result.newton = fit
     coefficients = fit.coefficients.copy()

@@ -51,8 +51,7 @@ def task_specification(task: dict[str, Any]) -> Specification:
 def needed_columns(spec: Specification) -> list[str]:
     columns = list(spec.covariates)
     columns += [spec.duration_column, spec.event_column] if spec.survival else [spec.target_column]
-    if spec.group_column:
-        columns.append(spec.group_column)
+    columns += [column for column in (spec.group_column, spec.strata_column) if column]
     return list(dict.fromkeys(columns))
 
 
@@ -91,7 +90,7 @@ def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     for member in roles.committee:
         if member != context.me:
             context.record("shares-sent", kind="shares", shape=[int(result.get("rows", 0))], recipient=member,
-                           outcome=f"own statistics: overview{', time axis' if spec.survival else ''}"
+                           outcome=f"own statistics: overview{', time axis' if spec.survival and spec.strata != 'station' else ''}"
                                    f"{f', {steps} Newton steps' if steps else ''}")
     context.record("received", kind="pooled", shape=[len(received)],
                    outcome=", ".join(dict.fromkeys(received)) or "nothing")

@@ -7,7 +7,8 @@ between groups (see `program`).
     km.survival_function_; km.median_survival_time_; km.logrank_; km.plot()
 
 With `min_group_size` 1 the curve equals lifelines' `KaplanMeierFitter` on the pooled rows; with more, time
-points that cover fewer persons are merged into later ones (`note_` says how many).
+points that cover fewer persons are merged into later ones, inside the MPC, so the analyst never sees an
+unmerged count (`note_` says how many points were merged).
 
 Group levels: in a local fit the parent process reads the group column's levels from the files (the user
 holds them all); on the platform they come from the dataset's declared schema.

@@ -9,28 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from prana.analyses.federated.data import Specification
-from prana.analyses.federated.estimator import _json_number, site_paths
+from prana.analyses.federated.estimator import _json_number, column_levels, site_paths
 from prana.analyses.federated.local import fit_local
-from prana.analyses.kaplan_meier.program import logrank, median_time, survival_table
-from prana.analyses.tables import read_table, require_columns
-from prana.errors import InputValidationError, NotFittedError
-
-MAX_GROUPS = 20
-
-
-def group_levels(paths: dict[str, Path], column: str) -> list[str]:
-    levels: set[str] = set()
-    for path in paths.values():
-        frame = read_table(path, [column])
-        require_columns(frame, [column], str(path))
-        levels |= set(frame[column].astype(str).str.strip())
-    if len(levels) > MAX_GROUPS:
-        raise InputValidationError(f"column {column!r} has more than {MAX_GROUPS} levels; a group column takes a "
-                                   "few (treatment arms)")
-    return sorted(levels, key=lambda level: (len(level), level))
-
+from prana.analyses.kaplan_meier.program import median_time, survival_table
+from prana.errors import NotFittedError
 
 class FederatedKaplanMeier:
     """Kaplan-Meier survival over several sites' rows."""
@@ -46,7 +31,7 @@ class FederatedKaplanMeier:
     def fit(self, sites: Any, duration_col: str = "duration", event_col: str = "event",
             group_col: str | None = None) -> "FederatedKaplanMeier":
         paths = site_paths(sites)
-        groups = group_levels(paths, group_col) if group_col else []
+        groups = column_levels(paths, group_col) if group_col else []
         spec = Specification("kaplan-meier", (), duration_column=duration_col, event_column=event_col,
                              time_grid=None if self.time_grid is None else str(self.time_grid),
                              group_column=group_col, groups=tuple(groups), min_group_size=int(self.min_group_size))
@@ -54,14 +39,14 @@ class FederatedKaplanMeier:
 
     def load(self, result: dict[str, Any], spec: Specification) -> "FederatedKaplanMeier":
         """Take the analyst's result of a fit (local, or `federated.station.join`) as this model's state."""
-        counts = np.asarray(result["counts"], float)          # groups x (deaths, censored) x points
+        survival = result["survival"]          # per table: deaths, censorings per grid point (merged in the MPC)
+        tables = [np.asarray(table, float) for table in survival["tables"]]
         self._result, self._spec = result, spec
         groups = list(spec.groups)
         self.sites_ = list(result.get("sites") or []) or list(result.get("site_names", []))
         self.groups_ = groups
-        table, merged = survival_table(counts[:, 0].sum(axis=0), counts[:, 1].sum(axis=0), spec.step,
-                                       spec.min_group_size)
-        self.table_, self.merged_points_ = table, merged
+        table, _ = survival_table(tables[0][0], tables[0][1], spec.step)
+        self.table_, self.merged_points_ = table, int(survival["merged"][0])
         self.survival_function_ = table.set_index("time")[["survival"]].rename(columns={"survival": "KM_estimate"})
         self.confidence_interval_ = table.set_index("time")[["lower_95", "upper_95"]]
         self.event_table = table.set_index("time")[["at_risk", "events"]]
@@ -71,12 +56,13 @@ class FederatedKaplanMeier:
         self.by_group_: dict[str, pd.DataFrame] = {}
         self.logrank_: dict[str, float] | None = None
         if groups:
-            for index, level in enumerate(groups):
-                self.by_group_[level] = survival_table(counts[index, 0], counts[index, 1], spec.step,
-                                                       spec.min_group_size)[0]
+            for level, (deaths, censored) in zip(groups, tables[1:]):
+                self.by_group_[level] = survival_table(deaths, censored, spec.step)[0]
             if len(groups) >= 2:
-                statistic, p, degrees = logrank(counts[:, 0], counts[:, 1])
-                self.logrank_ = {"statistic": statistic, "p": p, "degrees_of_freedom": degrees}
+                statistic = survival["logrank"]
+                self.logrank_ = {"statistic": statistic, "p": float(stats.chi2.sf(statistic, len(groups) - 1)),
+                                 "degrees_of_freedom": len(groups) - 1}
+        merged = self.merged_points_
         self.note_ = (f"{merged} time points covered fewer than {spec.min_group_size} persons and were merged "
                       "into later ones" if merged else "")
         self.rows_, self.events_ = int(result["overview"]["rows"]), int(result["overview"]["events"])

@@ -22,12 +22,14 @@ class FederatedLogisticRegression(FederatedRegression):
         self._result = None
 
     def fit(self, sites: Any, target_col: str = "y", covariates: list[str] | None = None,
-            on_step: Any = None) -> "FederatedLogisticRegression":
+            robust: bool = False, on_step: Any = None) -> "FederatedLogisticRegression":
+        """`robust`: cluster-robust standard errors with the sites as clusters (at least 3 sites), as
+        statsmodels' cov_type="cluster"."""
         paths = site_paths(sites)
         names = list(covariates) if covariates else default_covariates(paths, [target_col])
         spec = Specification("logistic", tuple(names), target_column=target_col, penalty=float(self.penalty or 0.0),
                              max_iterations=self.max_iterations,
-                             min_group_size=self.min_group_size, tolerance=self.tolerance)
+                             min_group_size=self.min_group_size, tolerance=self.tolerance, robust=bool(robust))
         self._fit(spec, paths, ["intercept", *names], on_step)
         return self
 
