@@ -314,14 +314,12 @@ def share_bytes(values: int, members: int = 3) -> int:
 
 
 def rounds_of(model: Any) -> tuple[int, int]:
-    """(MPC rounds, evaluations) from what the processes received: overview, the time axis (Cox), one
-    steering round per evaluation plus the final stop, and one step round per evaluation."""
+    """(MPC rounds, evaluations) from what the analyst received: overview, the time axis (Cox), and one
+    step round per evaluation (the sites compute each point themselves: no steering round)."""
     analyst = model.received_["analyst"]
     evaluations = sum(1 for item in analyst if item[0] == "step" and item[1] == "log_likelihood")
     setup = len({item[0] for item in analyst if item[0] in ("overview", "time_axis")})
-    first_site = model.sites_[0]
-    broadcasts = sum(1 for item in model.received_[first_site] if item[0] == "steering")
-    return setup + broadcasts + evaluations, evaluations
+    return setup + evaluations, evaluations
 
 
 def human_bytes(count: float) -> str:
@@ -445,8 +443,8 @@ def speed(folder: Path, rows: int, sites: int, repeat: int) -> tuple[Table, list
         table.add_column(column, justify="left" if column in ("model", "target", "central s") else "right")
     for values in table_rows:
         table.add_row(*values)
-    table.caption = ("MPC rounds: overview + time axis (Cox) + one coefficient broadcast and one step round per "
-                     "evaluation (Newton steps + 1 + step-halvings) + the stop broadcast. Step input: what one "
+    table.caption = ("MPC rounds: overview + time axis (Cox) + one step round per evaluation (Newton steps + 1 + "
+                     "step-halvings). Step input: what one "
                      "site shares into the 3-member committee per step round, measured with SPU make_shares "
                      "(ABY3 replicated shares carry 2 of the 3 FM128 elements per member, so 96 B per value; "
                      "the brief's 16 B x 3 members estimate is half of that); TLS framing and the committee's "

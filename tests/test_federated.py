@@ -46,13 +46,14 @@ def breast_cancer() -> pd.DataFrame:
 
 
 def only_pooled(model) -> None:
-    """What each process received: a site, the pooled overview, the pooled time axis (Cox), the steering and
-    the Newton direction; the analyst, the pooled overview, time axis and each step's reduction. Nobody
+    """What each process received: a site, the pooled overview, the pooled time axis (Cox), the Newton
+    direction and the "better" bit; the analyst, the pooled overview, time axis and each step's reduction. Nobody
     received a vector that one site sent (those have the statistics' length, far more than p x p)."""
-    sites = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("steering", "steering"),
+    sites = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("step", "better"),
              ("step", "direction")}
     analyst = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("step", "log_likelihood"),
-               ("step", "gradient"), ("step", "information"), ("step", "direction"), ("step", "settled")}
+               ("step", "gradient"), ("step", "information"), ("step", "direction"), ("step", "settled"),
+               ("step", "better")}
     parameters = len(model.params_)
     for party, items in model.received_.items():
         assert {(item[0], item[1]) for item in items} <= (analyst if party == "analyst" else sites), (party, items)
@@ -259,18 +260,19 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     deaths = np.array([((rossi.week == time) & (rossi.arrest == 1)).sum() for time in times])
     assert deaths.max() >= 20
     for ties in ("efron", "breslow"):
-        terms, walk = TieTerms.of(deaths, ties), Walk(width)
+        terms, walk = TieTerms.of(deaths, ties), Walk(width, 1e-10, 50)      # the sites' copy of the walk
 
-        def evaluate(accept, halvings):
-            point = walk.next(accept, halvings)
+        def evaluate(threshold):
+            point = walk.point
             statistics = sum(site_statistics(site.week.to_numpy(float), site.arrest.to_numpy(),
                                              site[ROSSI_COVARIATES].to_numpy(float) - mean, times, point, scale)
                              for site in sites)
             assert statistics.size == statistics_size(times.size, width)
             log_likelihood, gradient, information = reduction(statistics, terms, times.size, width, scale)
             direction = np.asarray(solve(information, gradient, scale, np.zeros(width), point))
-            walk.evaluated(point, direction)
-            return float(log_likelihood), np.asarray(gradient), np.asarray(information), direction
+            better = float(log_likelihood) >= threshold
+            walk.advance(direction, better)
+            return float(log_likelihood), np.asarray(gradient), np.asarray(information), direction, better
 
         fit = newton(evaluate, width)
         if ties == "efron":
@@ -282,3 +284,22 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
             params, errors = np.asarray(oracle.params), np.asarray(oracle.bse)
         assert np.max(np.abs(fit.coefficients - params)) < 1e-6
         assert np.max(np.abs(np.sqrt(np.diag(np.linalg.inv(fit.information))) - errors)) < 1e-6
+
+
+def test_efron_logarithms_of_chunked_products_keep_every_product_above_the_floor():
+    """One logarithm per chunk of up to 16 Efron factors (`log_of_products`): the sum equals the sum of the
+    logs, also where everyone at risk dies (r = 1, factors down to 1/d), and no chunk's public lower bound
+    falls below the floor unless it holds a single factor."""
+    import jax.numpy as jnp
+
+    from prana.analyses.cox.program import LOG_FLOOR, TieTerms, log_chunks, log_of_products
+
+    terms = TieTerms.of(np.array([1, 400, 3, 2, 17, 1]), "efron")
+    table = log_chunks(terms.fraction)
+    assert sorted(table[table < terms.fraction.size].tolist()) == list(range(terms.fraction.size))
+    bounds = np.append(1.0 - terms.fraction, 1.0)[table].prod(axis=1)
+    assert np.all((bounds >= LOG_FLOOR) | ((table < terms.fraction.size).sum(axis=1) == 1))
+    for share in (1.0, 0.37):
+        factors = 1.0 - terms.fraction * share
+        got = float(log_of_products(jnp.asarray(factors), terms.fraction))
+        assert abs(got - np.log(factors).sum()) < 1e-10 * abs(np.log(factors).sum())

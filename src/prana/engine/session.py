@@ -327,7 +327,14 @@ class CommitteeSession:
         return link
 
     def close(self, error: str | None = None) -> None:
-        """Close every channel; with `error`, tell every peer why we stop (one sentence, no values)."""
+        """Close every channel; with `error`, tell every peer why we stop (one sentence, no values).
+
+        Without an error, the members first say goodbye to each other (`FAREWELL`): a member whose last run
+        revealed its outputs only to input clients can finish that run before the others, and closing its
+        control channel then would end a member that is still inside SPU's run (its `PeerWatchdog` takes the
+        closed channel for a dead peer). Seen as a flaky exit 75 after a Kaplan-Meier or robust round."""
+        if error is None and self.peers:
+            self._farewell()
         for channel in [*self.peers.values(), *self.clients.values()]:
             if error:
                 channel.abort("close", error)
@@ -343,6 +350,16 @@ class CommitteeSession:
         if self._own_listener and self.listener is not None:
             self.listener.close()
             self.listener = None
+
+    def _farewell(self) -> None:
+        """Best effort, bounded: a peer that failed or left already ends the wait at once."""
+        try:
+            for peer in self.peers:
+                self.send(peer, "close:bye", {})
+            for peer in list(self.peers):
+                self.recv(peer, "close:bye", timeout=min(FAREWELL, self.timeouts.step))
+        except (PranaError, OSError):
+            pass
 
     def __enter__(self) -> "CommitteeSession":
         return self.open()
@@ -548,6 +565,7 @@ def reconstruct_exported(exports: list[bytes], *, name: str, session: str) -> np
 
 
 PEER_VANISHED_EXIT = 75
+FAREWELL = 30.0      # seconds a member waits, when it closes, for the others' goodbye
 
 
 class PeerWatchdog(threading.Thread):

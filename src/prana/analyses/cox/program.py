@@ -216,6 +216,44 @@ def prefix_sum(values):
     return values
 
 
+LOG_FLOOR = 1e-4        # a product of Efron factors is kept above this (its public lower bound)
+LOG_CHUNK = 16          # and multiplies at most this many
+
+
+def log_chunks(fraction: np.ndarray) -> np.ndarray:
+    """Public groups of Efron's terms for `log_of_products`: consecutive terms, at most LOG_CHUNK, while the
+    product of their lower bounds 1 - f (the factor 1 - f r, with 0 <= r <= 1) stays at or above LOG_FLOOR.
+    Rows of term indices, padded with the index one past the last term (a factor 1)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    product = 1.0
+    for index, bound in enumerate(1.0 - np.asarray(fraction, float)):
+        if current and (len(current) == LOG_CHUNK or product * bound < LOG_FLOOR):
+            groups.append(current)
+            current, product = [], 1.0
+        current.append(index)
+        product *= bound
+    if current:
+        groups.append(current)
+    table = np.full((len(groups), LOG_CHUNK), len(fraction), dtype=np.int64)
+    for row, group in enumerate(groups):
+        table[row, :len(group)] = group
+    return table
+
+
+def log_of_products(factors, fraction: np.ndarray):
+    """sum log(factors), as the logs of products of up to LOG_CHUNK factors (jax.numpy). In the MPC a
+    logarithm costs about eight reciprocals (measured in FM128 ABY3), so this cuts the per-death cost of
+    Efron's log-likelihood about tenfold; each product stays above LOG_FLOOR, so its fixed-point relative
+    error stays near 1e-10."""
+    import jax.numpy as jnp
+
+    table = jnp.concatenate([factors, jnp.ones(1)])[log_chunks(fraction)]
+    while table.shape[1] > 1:
+        table = table[:, 0::2] * table[:, 1::2]
+    return jnp.log(table[:, 0]).sum()
+
+
 def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: float = 1.0):
     """The pooled log-likelihood, gradient and information from the pooled statistics (jax.numpy; this is
     what the committee runs in MPC). `terms`, the sizes and `scale` are public constants of the program.
@@ -231,7 +269,8 @@ def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: f
     give  sum Z1 = m1 A - u1 B,  sum Z2 = m2 A - u2 B,
           sum Z1 Z1' = m1 m1' C - (m1 u1' + u1 m1') E + u1 u1' G,
           sum log phi = d log S0 + sum log(1 - f r) - d log(scale).
-    So the work per death is scalar, and the covariates' work is per event time."""
+    So the work per death is scalar, and the covariates' work is per event time; the last sum takes one
+    logarithm per up to 16 deaths (`log_of_products`)."""
     import jax.numpy as jnp
 
     p = covariates
@@ -247,21 +286,22 @@ def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: f
         shrink = 1.0 - fraction * r[terms.time_index]
         g = 1.0 / shrink
         g2 = g * g
-        per_term = jnp.stack([g, fraction * g, g2, fraction * g2, fraction * fraction * g2, jnp.log(shrink)], axis=1)
+        per_term = jnp.stack([g, fraction * g, g2, fraction * g2, fraction * fraction * g2], axis=1)
         ends = np.cumsum(deaths).astype(np.int64) - 1
         running = prefix_sum(per_term)[ends]
-        sums = running - jnp.concatenate([jnp.zeros((1, 6)), running[:-1]], axis=0)
-        a, b, c, e, h, log_shrink = (sums[:, k] for k in range(6))
+        sums = running - jnp.concatenate([jnp.zeros((1, 5)), running[:-1]], axis=0)
+        a, b, c, e, h = (sums[:, k] for k in range(5))
+        log_shrink = log_of_products(shrink, terms.fraction)
     else:                                               # Breslow: f = 0, g = 1
         a = c = jnp.asarray(deaths)
         b = e = h = jnp.zeros(times)
-        log_shrink = jnp.zeros(times)
+        log_shrink = 0.0
     z1 = (m1 * a[:, None] - u1 * b[:, None]).sum(axis=0)
     z2 = (m2 * a[:, None] - u2 * b[:, None]).sum(axis=0)
     cross = (m1 * e[:, None]).T @ u1
     outer = (m1 * c[:, None]).T @ m1 - cross - cross.T + (u1 * h[:, None]).T @ u1
     information = unpack_symmetric(z2, p) - outer
     gradient = death_sum - z1
-    log_phi = (jnp.asarray(deaths) * log_s0).sum() + log_shrink.sum() - deaths.sum() * np.log(scale)
+    log_phi = (jnp.asarray(deaths) * log_s0).sum() + log_shrink - deaths.sum() * np.log(scale)
     log_likelihood = death_log_weights - log_phi
     return log_likelihood, gradient, information

@@ -1,22 +1,25 @@
-"""Newton-Raphson with step-halving, where the committee computes every step and the analyst only steers.
+"""Newton-Raphson with step-halving, where the committee computes every step and nobody steers.
 
 The committee computes, inside the MPC, the Newton direction d = I^-1 g at the current coefficients (`solve`,
-Gauss-Jordan elimination on the information I scaled by 1 / pooled rows) and reveals it to every site and
-to the analyst; the analyst also receives the pooled log-likelihood, gradient and information. The analyst
-never sends coefficients. It sends only, per step, whether to accept the last point and how many times to
-halve the accepted point's direction (0 to MAX_HALVINGS); every site computes the next point itself as
+Gauss-Jordan elimination on the information I scaled by 1 / pooled rows) and whether the log-likelihood there
+is at least the analyst's threshold (the accepted point's, less a tolerance for the fixed point's
+logarithm). It reveals d and that one bit ("better") to every site and to the analyst; the analyst also
+receives the pooled log-likelihood, gradient and information. Every site, and the analyst, then computes the
+next point in the same way (`Walk`):
 
-    next = accepted + d(accepted) / 2**halvings
+    better (or the start)  accept the point; next = point + d(point); stop when the change is below tolerance
+    not better             halve: next = accepted + d(accepted) / 2**halvings (at most MAX_HALVINGS times)
 
-So every point at which a site evaluates its statistics lies on a Newton step from an accepted point: an
-analyst cannot choose coefficients that single out a person (see SECURITY.md).
+So there is no steering round: the analyst's only input is the threshold, and the most a lying analyst can
+do is flip the bit, which keeps every point on a Newton step of the data (see SECURITY.md). A site stops by
+itself after max_iterations steps or MAX_HALVINGS halvings.
 
-`newton(evaluate, size)` is the analyst's side: `evaluate(accept, halvings)` runs one round and returns the
-log-likelihood, gradient, information and direction at the new point. A step that lowers the log-likelihood
-is halved. The fit has converged when the largest change is below `tolerance` (default 1e-10: Newton converges
-quadratically, so this costs a step or two more than lifelines' default and gives the pooled optimum to well
-within 1e-6). An L2 penalty -penalty/2 |b|^2 (not on the entries `unpenalised`, e.g. an intercept) is applied
-inside the MPC to the direction, and by the analyst to its diagnostics.
+`newton(evaluate, size)` is the analyst's side: `evaluate(threshold)` runs one step round at the walk's
+current point and returns the log-likelihood, gradient, information, direction and the bit. The fit has
+converged when the largest change is below `tolerance` (default 1e-10: Newton converges quadratically, so
+this costs a step or two more than lifelines' default and gives the pooled optimum to well within 1e-6). An
+L2 penalty -penalty/2 |b|^2 (not on the entries `unpenalised`, e.g. an intercept) is applied inside the MPC
+to the direction, and by the analyst to its diagnostics and its threshold.
 """
 
 from __future__ import annotations
@@ -26,10 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from prana.errors import ConvergenceError, InputValidationError
+from prana.errors import ConvergenceError
 
 MAX_HALVINGS = 30
-Evaluation = tuple[float, np.ndarray, np.ndarray, np.ndarray]   # log-likelihood, gradient, information, direction
 
 
 @dataclass
@@ -86,79 +88,103 @@ def sandwich(information, scores, scale: float, penalty: np.ndarray):
     return gauss_jordan(matrix, half.T)                # A^-1 (A^-1 B)' = A^-1 B A^-1
 
 
-class Walk:
-    """A site's (and the analyst's) copy of the points of a fit: the accepted point and its direction, and the
-    last point evaluated and its direction. `next(accept, halvings)` is the next point to evaluate."""
+START_THRESHOLD = -1e15      # the start is always accepted
+LOG_TOLERANCE = 1e-7         # relative: the MPC's fixed-point logarithm is noise below this
 
-    def __init__(self, size: int) -> None:
+
+class Walk:
+    """The points of a fit, as every site and the analyst compute them: `point` is the next to evaluate;
+    `advance(direction, better)` takes the step round's outputs at it and returns the next point, or None
+    when the fit is over (`converged`, or a limit reached)."""
+
+    def __init__(self, size: int, tolerance: float, max_iterations: int) -> None:
+        self.tolerance, self.max_iterations = tolerance, max_iterations
+        self.point: np.ndarray = np.zeros(size)
         self.accepted: np.ndarray | None = None
         self.accepted_direction: np.ndarray | None = None
-        self.last = np.zeros(size)
-        self.last_direction: np.ndarray | None = None
+        self.halvings = 0
+        self.iterations = 0
+        self.change = float("nan")
+        self.converged = False
+        self.exhausted = ""                     # why the walk ended without converging
 
-    def next(self, accept: float, halvings: float) -> np.ndarray:
-        if self.last_direction is None:           # the first round evaluates the start (zeros)
-            return self.last
-        if accept not in (0.0, 1.0) or halvings != round(halvings) or not 0 <= halvings <= MAX_HALVINGS:
-            raise InputValidationError(f"the analyst asked for a step that is not a Newton step: accept must be 0 "
-                                       f"or 1 and halvings a whole number from 0 to {MAX_HALVINGS}")
-        if accept == 1.0 or self.accepted is None:
-            self.accepted, self.accepted_direction = self.last, self.last_direction
-        return self.accepted + self.accepted_direction * 2.0 ** -int(halvings)
+    def advance(self, direction: np.ndarray, better: bool) -> np.ndarray | None:
+        direction = np.asarray(direction, float)
+        if self.accepted is None or better:
+            if self.accepted is not None:
+                self.iterations += 1
+                self.change = float(np.max(np.abs(self.point - self.accepted))) if self.point.size else 0.0
+                scale = max(1.0, float(np.max(np.abs(self.point)))) if self.point.size else 1.0
+                if self.change < self.tolerance * scale:
+                    self.accepted, self.converged = self.point, True
+                    return None
+            self.accepted, self.accepted_direction, self.halvings = self.point, direction, 0
+            if self.iterations >= self.max_iterations:
+                self.exhausted = "iterations"
+                return None
+        else:
+            self.halvings += 1
+            if self.halvings > MAX_HALVINGS:
+                self.exhausted = "halvings"
+                return None
+        if not np.all(np.isfinite(self.accepted_direction)):
+            self.exhausted = "not finite"
+            return None
+        self.point = self.accepted + self.accepted_direction * 2.0 ** -self.halvings
+        return self.point
 
-    def evaluated(self, point: np.ndarray, direction: np.ndarray) -> None:
-        self.last, self.last_direction = point, np.asarray(direction, float)
+
+def threshold(log_likelihood: float, point: np.ndarray, penalty: np.ndarray) -> float:
+    """The unpenalised log-likelihood the next point must reach to be better than an accepted point with
+    (penalised) `log_likelihood`."""
+    return log_likelihood - LOG_TOLERANCE * max(1.0, abs(log_likelihood)) + 0.5 * float(penalty @ point**2)
 
 
-def newton(evaluate: Callable[[float, float], Evaluation], size: int, *, tolerance: float = 1e-10,
+def newton(evaluate: Callable[[float], tuple], size: int, *, tolerance: float = 1e-10,
            max_iterations: int = 50, penalty: np.ndarray | None = None,
            on_step: Callable[[int, dict[str, float]], None] | None = None,
            divergence: Callable[[np.ndarray], None] | None = None) -> NewtonResult:
-    """Maximise the log-likelihood by steering the committee's Newton steps (see the module docstring).
+    """Maximise the log-likelihood along the committee's Newton steps (see the module docstring).
     `divergence(coefficients)` may raise a clearer error (perfect separation) when the run heads off to
     infinity; a run that does not converge in `max_iterations` steps raises ConvergenceError."""
     weights = np.zeros(size) if penalty is None else penalty
-    walk = Walk(size)
-
-    def penalised(point: np.ndarray, evaluation: Evaluation) -> Evaluation:
-        log_likelihood, gradient, information, direction = evaluation
-        return (float(log_likelihood) - 0.5 * float(weights @ point**2), np.asarray(gradient, float) - weights * point,
-                np.asarray(information, float) + np.diag(weights), np.asarray(direction, float))
-
-    point = walk.next(0.0, 0.0)
-    current = penalised(point, evaluate(1.0, 0.0))
-    walk.evaluated(point, current[3])
-    accepted_point, accepted = point, current
+    walk = Walk(size, tolerance, max_iterations)
     history: list[dict[str, float]] = []
-    for iteration in range(1, max_iterations + 1):
-        if not np.all(np.isfinite(accepted[3])):
-            raise ConvergenceError(f"the Newton step is not finite at step {iteration} (a covariate is a linear "
-                                   "combination of others, or constant)")
-        accept, halvings = 1.0, 0
-        while True:
-            point = walk.next(accept, float(halvings))
-            trial = penalised(point, evaluate(accept, float(halvings)))
-            walk.evaluated(point, trial[3])
-            # a tolerance for the MPC's fixed-point logarithm: noise, not a worse fit
-            if np.isfinite(trial[0]) and trial[0] >= accepted[0] - 1e-7 * max(1.0, abs(accepted[0])):
-                break
-            accept, halvings = 0.0, halvings + 1
-            if halvings > MAX_HALVINGS:
-                raise ConvergenceError(f"step-halving found no better log-likelihood at step {iteration} "
-                                       f"(gradient norm {np.linalg.norm(accepted[1]):.3g})")
-        change = float(np.max(np.abs(point - accepted_point))) if point.size else 0.0
-        record = {"iteration": iteration, "log_likelihood": float(trial[0]), "step": change,
-                  "gradient_norm": float(np.linalg.norm(trial[1])), "halvings": float(halvings)}
-        history.append(record)
-        if on_step is not None:
-            on_step(iteration, record)
-        accepted_point, accepted = point, trial
-        if divergence is not None:
-            divergence(point)
-        if change < tolerance * max(1.0, float(np.max(np.abs(point))) if point.size else 1.0):
-            return NewtonResult(point, trial[2], trial[0], trial[1], iteration, True, history)
-    raise ConvergenceError(f"Newton-Raphson did not converge in {max_iterations} steps (last change "
-                           f"{history[-1]['step']:.3g}, gradient norm {history[-1]['gradient_norm']:.3g}); allow "
-                           "more steps, or look for a covariate that separates the outcome",
-                           diagnostics={"iterations": max_iterations, "step": history[-1]["step"],
-                                        "gradient_norm": history[-1]["gradient_norm"], "history": history})
+    bar, accepted = START_THRESHOLD, None
+    while True:
+        point = walk.point
+        log_likelihood, gradient, information, direction, better = evaluate(bar)
+        current = (float(log_likelihood) - 0.5 * float(weights @ point**2), np.asarray(gradient, float) - weights * point,
+                   np.asarray(information, float) + np.diag(weights))
+        start = walk.accepted is None
+        following = walk.advance(direction, bool(better))
+        if start or bool(better):
+            accepted = current
+            if not start:
+                record = {"iteration": walk.iterations, "log_likelihood": current[0], "step": walk.change,
+                          "gradient_norm": float(np.linalg.norm(current[1])), "halvings": float(walk.halvings)}
+                history.append(record)
+                if on_step is not None:
+                    on_step(walk.iterations, record)
+                if divergence is not None:
+                    divergence(point)
+        if walk.converged:
+            return NewtonResult(point, current[2], current[0], current[1], walk.iterations, True, history)
+        if following is None:
+            raise _stopped(walk, history, accepted)
+        bar = threshold(accepted[0], following, weights)
+
+
+def _stopped(walk: Walk, history: list[dict[str, float]], accepted: tuple) -> ConvergenceError:
+    if walk.exhausted == "not finite":
+        return ConvergenceError(f"the Newton step is not finite at step {walk.iterations + 1} (a covariate is a "
+                                "linear combination of others, or constant)")
+    if walk.exhausted == "halvings":
+        return ConvergenceError(f"step-halving found no better log-likelihood at step {walk.iterations + 1} "
+                                f"(gradient norm {np.linalg.norm(accepted[1]):.3g})")
+    last = history[-1] if history else {"step": float("nan"), "gradient_norm": float(np.linalg.norm(accepted[1]))}
+    return ConvergenceError(f"Newton-Raphson did not converge in {walk.max_iterations} steps (last change "
+                            f"{last['step']:.3g}, gradient norm {last['gradient_norm']:.3g}); allow "
+                            "more steps, or look for a covariate that separates the outcome",
+                            diagnostics={"iterations": walk.max_iterations, "step": last["step"],
+                                         "gradient_norm": last["gradient_norm"], "history": history})

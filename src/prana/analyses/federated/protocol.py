@@ -4,7 +4,7 @@ Parties. The data sites (hospitals) hold rows with the same columns. With two si
 committee (SPU CHEETAH); with three or more, the first three are the committee (SPU ABY3) and every other
 site is an input client of it (`engine.clients`): it shares its statistics into the committee like the
 members do, and receives what is addressed to it, but runs no MPC. The analyst is an input client too: it
-supplies the coefficients of each step and receives the pooled sums. Nobody else takes part.
+supplies each step's threshold (`newton`) and receives the pooled sums. Nobody else takes part.
 
 The ring is FM128 with 48 fraction bits (`RING_BITS`, `FRACTION_BITS`). Why: a site's statistics are
 float64 sums over its rows, and only as many of them are added in the ring as there are sites (at most
@@ -23,15 +23,14 @@ Rounds of one fit (every party takes part in every round, in this order):
                  time
     time axis    each site: its deaths per  pooled deaths per grid time (and stratum), to the analyst and
       (Cox)      grid time (and stratum)     every site (the event times and pooled deaths per time)
-    steer k      the analyst: go, accept,   the steering to every site, which computes b_k itself
-                 halvings                    (`newton.Walk`: a Newton step from an accepted point)
     step k       each site: statistics at   the model's reduction (pooled log-likelihood, gradient,
-                 b_k; the first member: b_k  information), to the analyst; the Newton direction at b_k,
-                                             computed in the MPC, to the analyst and every site
+                 b_k; the first member: b_k; information), to the analyst; the Newton direction at b_k and
+                 the analyst: the threshold  whether the log-likelihood reached the threshold, to the
+                                             analyst and every site, which compute b_k+1 themselves
+                                             (`newton.Walk`)
     robust       each site: statistics at   with `robust` only, once after the fit: the sandwich covariance,
       (optional)  the fit; the analyst: the  to the analyst (`rounds.robust_program`)
                  information it holds
-    stop         the analyst: "stop"        to every site
 
 Kaplan-Meier has one round after the overview instead (`kaplan_meier.program.survival_program`): the
 sites' counts per grid point in, the table merged inside the MPC and the log-rank statistic out, to the
@@ -40,8 +39,9 @@ own partial likelihood's log-likelihood, gradient and information.
 
 What each party learns over the whole fit: the analyst, the pooled totals, the pooled time axis and, at
 each step, the pooled log-likelihood, gradient and information (then the model's summary); a site, the
-pooled totals (it centres its covariates by the pooled mean), the time axis of a Cox fit, and every b_k;
-a member, shares only (and, as a site, what a site learns). No party receives one site's statistics. With
+pooled totals (it centres its covariates by the pooled mean), the time axis of a Cox fit, every b_k, its
+direction and whether the log-likelihood at b_k reached the threshold (one bit, which the analyst knows
+anyway); with `robust`, the analyst also the sandwich covariance; a member, shares only (and, as a site, what a site learns). No party receives one site's statistics. With
 exactly two sites, whatever is pooled, minus a site's own, is the other site's: that holds for any joint
 statistic, and a station's policy may require more sites (min_sites).
 """
@@ -131,31 +131,26 @@ def step_program(roles: Roles, name: str, size: int, parameters: int,
                  reduce: Callable[[Any], tuple[Any, Any, Any]], direction: Callable[[Any, Any, Any], Any],
                  outputs: tuple[str, ...]) -> SecureProgram:
     """One Newton step: add the sites' statistics, `reduce` the sum to the analyst's outputs (whose first
-    three are the log-likelihood, gradient and information), and compute the Newton `direction(gradient,
-    information, point)` from them. The outputs go to the analyst; the direction to every site and to the
-    analyst. The current point (public to every site) is an input of the first member."""
+    three are the log-likelihood, gradient and information), compute the Newton `direction(gradient,
+    information, point)` and whether the log-likelihood reaches the analyst's threshold ("better"). The
+    outputs go to the analyst; the direction and the bit to every site and to the analyst. The current point
+    (public to every site) is an input of the first member; the threshold, of the analyst."""
 
     def function(*vectors):
-        result = tuple(reduce(add_all(vectors[:-1])))
-        point = vectors[-1]
+        result = tuple(reduce(add_all(vectors[:-2])))
+        point, threshold = vectors[-2], vectors[-1]
         log_likelihood, gradient, information = result[:3]
-        return (*result, direction(gradient, information, point))
+        better = (log_likelihood >= threshold[0]).astype(point.dtype)
+        return (*result, direction(gradient, information, point), better)
 
     inputs = [*site_inputs(roles, name, size),
-              SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64")]
+              SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64"),
+              SecureInput("threshold", roles.owner(roles.analyst), (1,), "float64")]
     analyst = roles.owner(roles.analyst)
+    everyone = (analyst, *roles.site_recipients())
     return SecureProgram(name, function, inputs,
                          [*(SecureOutput(output, (analyst,)) for output in outputs),
-                          SecureOutput("direction", (analyst, *roles.site_recipients()))],
-                         ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
-
-
-def broadcast_program(roles: Roles, size: int) -> SecureProgram:
-    """The analyst's steering (go or stop, accept, halvings), revealed to every site (the analyst never talks
-    to a site directly)."""
-    return SecureProgram("steering", lambda vector: (vector,),
-                         [SecureInput("steer", roles.owner(roles.analyst), (size,), "float64")],
-                         [SecureOutput("steering", roles.site_recipients())],
+                          SecureOutput("direction", everyone), SecureOutput("better", everyone)],
                          ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
 

@@ -1,7 +1,7 @@
 """The rounds of one federated fit (see `protocol` for who learns what): a site's steps and the analyst's.
 
     site_steps(party, spec, data)      what every site runs: overview, time axis, then statistics at each
-                                       b_k until the analyst says stop
+                                       b_k until its own copy of the walk ends (`newton.Walk`)
     analyst_steps(party, spec, sites)  what the analyst runs: the same rounds, with Newton-Raphson between
 
 Both sides build the same programs from public values only (the specification, the site names, the
@@ -19,15 +19,13 @@ from prana.analyses.cox import program as cox
 from prana.analyses.federated.data import MAX_GRID_POINTS, STATION, SiteData, Specification
 from prana.analyses.federated.disclosure import check_parameters
 from prana.analyses.federated.newton import NewtonResult, Walk, newton, penalty_mask, sandwich, solve
-from prana.analyses.federated.protocol import (Party, Roles, broadcast_program, federated_program, overview_program,
-                                               site_inputs, sum_program)
+from prana.analyses.federated.protocol import (Party, Roles, federated_program, overview_program, site_inputs,
+                                               sum_program)
 from prana.analyses.federated.protocol import step_program as protocol_step
 from prana.analyses.kaplan_meier import program as kaplan_meier
 from prana.analyses.logistic import program as logistic
 from prana.engine.program import SecureInput
-from prana.errors import ConvergenceError, InputValidationError, PrivacyThresholdViolation, ProtocolError
-
-GO, STOP = 1.0, 0.0
+from prana.errors import ConvergenceError, InputValidationError, PrivacyThresholdViolation
 
 
 @dataclass
@@ -237,8 +235,6 @@ def parameter_count(spec: Specification) -> int:
     return len(spec.covariates) + (1 if spec.model == "logistic" else 0)
 
 
-STEERING = 3       # go (1), stop (0) or robust (2); accept the last point (1 / 0); halvings
-ROBUST = 2.0
 
 
 # -- a site ----------------------------------------------------------------------------------------------------
@@ -268,23 +264,18 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
     check_parameters(spec, overview.rows, parameter_count(spec))     # a site does not rely on the analyst's check
     centred = data.covariates - overview.mean
     scale = 1.0 / overview.rows
-    broadcast, step = broadcast_program(roles, STEERING), step_program(roles, spec, axis, scale)
-    walk = Walk(parameter_count(spec))
-    while True:
-        message = np.round(received.note("steering", party.run(broadcast))["steering"], 6)
-        if message[0] == STOP:
-            return received
-        if message[0] == ROBUST:
-            if not spec.robust or walk.last_direction is None:
-                raise ProtocolError("the analyst asked for robust standard errors that the task does not specify")
-            received.note("robust", party.run(robust_program(roles, spec, axis, overview),
-                                              robust_input(spec, data, centred, axis, walk.last, scale, points)))
-            continue
-        point = walk.next(float(message[1]), float(message[2]))   # a Newton step: the analyst cannot choose it
+    step = step_program(roles, spec, axis, scale)
+    walk = Walk(parameter_count(spec), spec.tolerance, spec.max_iterations)
+    point: np.ndarray | None = walk.point
+    while point is not None:          # every point is a Newton step of the data: nobody chooses it
         statistics = step_statistics(spec, data, centred, axis, point, scale)
         revealed = received.note("step", party.run(step, statistics, {"point": point}))
-        walk.evaluated(point, revealed["direction"])
+        point = walk.advance(revealed["direction"], float(np.asarray(revealed["better"])) > 0.5)
         tell("step")
+    if walk.converged and spec.robust:
+        received.note("robust", party.run(robust_program(roles, spec, axis, overview),
+                                          robust_input(spec, data, centred, axis, walk.accepted, scale, points)))
+    return received
 
 
 # -- the analyst -----------------------------------------------------------------------------------------------
@@ -323,30 +314,27 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     _check_constant(spec, overview)
     size = parameter_count(spec)
     check_parameters(spec, overview.rows, size)
-    broadcast = broadcast_program(roles, STEERING)
     step = step_program(roles, spec, axis, 1.0 / overview.rows)
 
-    def evaluate(accept: float, halvings: float):
-        party.run(broadcast, np.array([GO, accept, halvings]))
-        revealed = received.note("step", party.run(step))
+    def evaluate(threshold: float):
+        revealed = received.note("step", party.run(step, named={"threshold": np.array([threshold])}))
         if spec.model == "logistic":
             evaluate.settled = float(revealed["settled"])
         return (float(revealed["log_likelihood"]), np.asarray(revealed["gradient"], float),
-                np.asarray(revealed["information"], float), np.asarray(revealed["direction"], float))
+                np.asarray(revealed["information"], float), np.asarray(revealed["direction"], float),
+                float(np.asarray(revealed["better"])) > 0.5)
 
     evaluate.settled = 0.0
     divergence = _separation(spec, overview, evaluate) if spec.model == "logistic" else None
-    # on an error (no convergence, separation) the analyst's endpoint closes with its sentence, which ends
-    # every site's wait at once; only a finished fit says "stop"
+    # on an error (separation) the analyst's endpoint closes with its sentence, which ends every site's wait
+    # at once; at a limit (steps, halvings) the sites stop by themselves, as the analyst does
     fit = newton(evaluate, size, tolerance=spec.tolerance, max_iterations=spec.max_iterations,
                  penalty=penalty_mask(size, spec.penalty, (0,) if spec.model == "logistic" else ()),
                  on_step=on_step, divergence=divergence)
     if spec.robust:
-        party.run(broadcast, np.array([ROBUST, 0.0, 0.0]))
         result.robust_covariance = np.asarray(received.note("robust", party.run(
             robust_program(roles, spec, axis, overview), named={"information": fit.information}))
             ["robust_covariance"], float)
-    party.run(broadcast, np.array([STOP, 0.0, 0.0]))
     result.newton = fit
     coefficients = fit.coefficients.copy()
     if spec.model == "logistic":     # the fit used centred covariates: move the intercept back

@@ -31,15 +31,14 @@ Who learns what:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
 from prana.analyses.cox.program import prefix_sum
 
-Z95 = float(stats.norm.ppf(0.975))
+Z95 = NormalDist().inv_cdf(0.975)       # scipy and pandas load lazily: every site process imports this module
 MAX_POINTS = 20_000          # grid points of one fit: the merge scans them one by one in the MPC (~80 s)
 
 
@@ -73,9 +72,11 @@ def merge_small(deaths: np.ndarray, censored: np.ndarray, minimum: int) -> Merge
                   int(sum(len(block) - 1 for block in blocks)))
 
 
-def survival_table(deaths: np.ndarray, censored: np.ndarray, step: float, minimum: int = 1) -> tuple[pd.DataFrame, int]:
+def survival_table(deaths: np.ndarray, censored: np.ndarray, step: float, minimum: int = 1) -> tuple[Any, int]:
     """time, at_risk, events, survival, lower_95, upper_95 (time 0 first, as lifelines), and the number of
     merged points."""
+    import pandas as pd
+
     merged = merge_small(np.asarray(deaths, float), np.asarray(censored, float), minimum)
     total = float(np.sum(deaths) + np.sum(censored))
     times, d, c = merged.times, merged.deaths, merged.censored
@@ -102,6 +103,8 @@ def median_time(times: np.ndarray, survival: np.ndarray) -> float:
 
 def logrank(deaths: np.ndarray, censored: np.ndarray) -> tuple[float, float, int]:
     """The log-rank test over groups from per-group counts (groups x points): statistic, p, df."""
+    from scipy import stats
+
     deaths, censored = np.asarray(deaths, float), np.asarray(censored, float)
     groups = deaths.shape[0]
     leaving = deaths + censored
