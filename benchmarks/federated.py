@@ -464,7 +464,7 @@ def phase_note(name: str, fit: Fit) -> str:
     return (f"{name}: first Newton step done {fit.step_times[0]:.1f} s after start (processes, reading files, "
             f"setup rounds, compiling, 2 evaluations); then {per_step:.1f} s per step (median, "
             f"{intervals.size} steps); {fit.seconds - fit.step_times[-1]:.1f} s from the last step to the end "
-            "(stop round, processes exit)")
+            "(goodbyes, processes exit)")
 
 
 def main() -> None:

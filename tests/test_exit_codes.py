@@ -123,6 +123,19 @@ def test_8_a_tampered_audit_log_fails_verification(tmp_path):
     assert "fails verification" in clean(run)
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_130_interrupted(tmp_path):
     """Work that was not finished: a verifier waiting for a source that is not there yet. (A server stopped
     with Ctrl-C, `compare serve` or `hub start`, stops as asked and exits 0.)"""
@@ -132,8 +145,13 @@ def test_130_interrupted(tmp_path):
                                 "--as", "bank", "--claims", "claims.csv", "--out", "answers.csv"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(6)                     # started, and waiting to connect (it would wait 30 s)
-        assert process.poll() is None
+        # started, past its imports, and waiting for its session worker to connect (it would wait 30 s): a
+        # fixed sleep was not enough on a loaded machine, where a Ctrl-C during the imports went unseen
+        deadline = time.monotonic() + 60
+        while not _children(process.pid) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert process.poll() is None and _children(process.pid)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
         assert process.returncode == 130
