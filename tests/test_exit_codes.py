@@ -143,7 +143,10 @@ def test_130_interrupted(tmp_path):
     (tmp_path / "claims.csv").write_text("person_id,claim\nP1,5\n")
     process = subprocess.Popen([sys.executable, "-m", "prana", "compare", "ask", "--federation", str(federation),
                                 "--as", "bank", "--claims", "claims.csv", "--out", "answers.csv"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # a suite started in the background (`make test &`) ignores SIGINT, and a
+                               # child would inherit that: give the command the terminal's default
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # started, past its imports, and waiting for its session worker to connect (it would wait 30 s): a
         # fixed sleep was not enough on a loaded machine, where a Ctrl-C during the imports went unseen
@@ -154,8 +157,9 @@ def test_130_interrupted(tmp_path):
         assert process.poll() is None and _children(process.pid)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-        assert process.returncode == 130
-        assert "interrupted" in process.stderr.read()
+        said = process.stderr.read()
+        assert process.returncode == 130, said
+        assert "interrupted" in said
         assert not (tmp_path / "answers.csv").exists()
     finally:
         if process.poll() is None:
