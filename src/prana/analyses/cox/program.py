@@ -184,10 +184,9 @@ def site_scores(vectors, deaths_per_site, pooled_deaths: np.ndarray, times: int,
     Inputs are the sites' step statistics (`vectors`) and their own deaths per entry of the axis."""
     import jax.numpy as jnp
 
-    total = vectors[0]
-    for vector in vectors[1:]:
-        total = total + vector
-    pooled = split(total, times, covariates)
+    from prana.analyses.federated.protocol import add_all
+
+    pooled = split(add_all(vectors), times, covariates)
     inverse = 1.0 / pooled[0]
     m1 = pooled[2] * inverse[:, None]
     scores = []

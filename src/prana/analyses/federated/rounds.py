@@ -195,8 +195,7 @@ def robust_input(spec: Specification, data: SiteData, centred: np.ndarray, axis:
     statistics = step_statistics(spec, data, centred, axis, point, scale)
     if spec.model == "logistic":
         return statistics
-    own = histogram(entry_keys(spec, data, points), time_axis_size(spec, points), data.events)[axis.positions]
-    return np.concatenate([statistics, own])
+    return np.concatenate([statistics, site_time_axis(spec, data, points)[axis.positions]])
 
 
 def robust_program(roles: Roles, spec: Specification, axis: CoxAxis | None, overview: Overview):
