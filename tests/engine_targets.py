@@ -188,3 +188,20 @@ def listener(federation: str, me: str, ready_file: str, stop_file: str, arrival_
     listening.close()
     return {"refusals": list(listening.refusals), "pending": pending,
             "peak_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024}
+
+
+def shares_of(value: float) -> dict:
+    """This process's ABY3 shares (FM128) of `value`, as hex, and who started the process: a party forked by
+    the fork server (`prana.engine.forkserver`) must draw its own randomness."""
+    import os
+    import sys
+
+    from spu import api as spu_api
+    from spu import libspu
+
+    from prana.engine.session import runtime_config
+
+    io = spu_api.Io(3, runtime_config(3, 128, 48))
+    shares = io.make_shares(np.array([value]), libspu.Visibility.VIS_SECRET, -1)
+    return {"shares": [bytes(chunk).hex() for share in shares for chunk in share.share_chunks],
+            "parent": os.getppid(), "forked": sys.modules["__main__"].__spec__.name}

@@ -5,6 +5,7 @@ Every test here starts each party as its own process on 127.0.0.1 (see prana.eng
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -140,3 +141,18 @@ def test_a_misbehaving_peer_gets_a_clear_error_on_both_sides(committee, federati
     assert message in results["a"]["error"], results["a"]
     assert "runs" not in results["a"]
     assert "a aborted" in results["b"]["peer_said"] and message in results["b"]["peer_said"]
+
+
+def test_parties_forked_by_the_fork_server_draw_their_own_randomness(committee):
+    """Every party of a LocalCommittee is forked from one server that imported the libraries once; forked
+    processes share the server's memory at the fork, so their shares of the same value must still differ
+    (were SPU's or Python's random state copied, two sites' masks would be equal and cancel)."""
+    for party in ("a", "b"):
+        committee.spawn(party, "engine_targets:shares_of", {"value": 1.5})
+    results = committee.wait(timeout=120)
+    a, b = results["a"], results["b"]
+    assert a["returncode"] == 0 and b["returncode"] == 0, results
+    assert a["forked"] == b["forked"] == "prana.engine.forkserver"
+    assert a["parent"] == b["parent"] != os.getpid()          # both children of the same server
+    assert len(a["shares"]) == len(b["shares"]) >= 3
+    assert not set(a["shares"]) & set(b["shares"])

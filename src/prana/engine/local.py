@@ -12,6 +12,11 @@ A target is `module:function`; it is called as `function(**kwargs)` in the child
 JSON-serialisable dict. A PranaError in the child becomes {"error": sentence, "type": class name}; the
 parent never sees a traceback. A child that overruns the timeout is killed.
 
+Children are forked from a fork server (`prana.engine.forkserver`) that has imported the heavy libraries
+once, so that a committee of many parties does not import them once per party; PRANA_FORKSERVER=0 starts
+each child as a fresh interpreter instead (as does any failure to start the server). PRANA_PROFILE=DIR writes
+each child's cProfile to DIR/<party>.job.prof.
+
 Files: the job and result files (they carry inputs and outputs) are written 0600 and removed when the
 committee closes, on every path; children run with umask 077. A committee given no `workdir` makes its own
 temporary folder (0700) and removes it whole when it closes; a given `workdir` is the caller's, and keeps
@@ -29,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +66,105 @@ def local_federation(directory: Path | str, parties: list[str], *, name: str = "
     return create_federation(Path(directory), name, addresses)
 
 
+FORK_REPLY = 180.0     # how long the fork server may take to start (its imports) and fork one party
+
+
+class _ForkServer:
+    """The committee's end of `prana.engine.forkserver`: sends fork requests, follows the parties' exits."""
+
+    def __init__(self, log_path: Path, environment: dict[str, str]) -> None:
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "prana.engine.forkserver"], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=log, env=environment,
+                                            start_new_session=True)
+        self.pids: dict[str, int] = {}
+        self.exits: dict[int, int] = {}
+        self.ended = False
+        self.condition = threading.Condition()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._follow, daemon=True, name="prana-forkserver").start()
+
+    def _follow(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            with self.condition:
+                if "exit" in message:
+                    self.exits[int(message["pid"])] = int(message["exit"])
+                else:
+                    self.pids[str(message["party"])] = int(message["pid"])
+                self.condition.notify_all()
+        self.process.wait()
+        with self.condition:          # the server died: its parties got SIGKILL with it
+            self.ended = True
+            self.condition.notify_all()
+
+    def fork(self, party: str, request: dict[str, Any]) -> "_Forked | None":
+        """The forked party, or None if the server could not fork it (the caller starts it directly)."""
+        with self.lock:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write((json.dumps({"party": party, **request}) + "\n").encode())
+                self.process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return None
+            deadline = time.monotonic() + FORK_REPLY
+            with self.condition:
+                while party not in self.pids and not self.ended and time.monotonic() < deadline:
+                    self.condition.wait(timeout=1.0)
+                pid = self.pids.pop(party, None)
+        return None if pid is None else _Forked(self, pid)
+
+    def exit_of(self, pid: int) -> int | None:
+        with self.condition:
+            if pid in self.exits:
+                return self.exits[pid]
+            return -signal.SIGKILL if self.ended else None
+
+    def close(self) -> None:
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+class _Forked:
+    """A party forked by the fork server, with the part of `subprocess.Popen` that the committee uses."""
+
+    def __init__(self, server: _ForkServer, pid: int) -> None:
+        self.server, self.pid = server, pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.exit_of(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.server.condition:
+            while self.poll() is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(f"party {self.pid}", timeout or 0.0)
+                self.server.condition.wait(timeout=left if left is None else min(left, 1.0))
+        assert self.returncode is not None
+        return self.returncode
+
+
 @dataclass
 class _Child:
     party: str
-    process: subprocess.Popen
+    process: subprocess.Popen | _Forked
     result_path: Path
     log_path: Path
 
@@ -81,6 +182,8 @@ class LocalCommittee:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="prana-local-"))
         self.workdir = Path(self.workdir)
+        self._server: _ForkServer | None = None
+        self._forking = os.environ.get("PRANA_FORKSERVER", "1") != "0"
 
     def spawn(self, party: str, target: str, kwargs: dict[str, Any], env: dict[str, str] | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -95,17 +198,35 @@ class LocalCommittee:
             environment["PYTHONPATH"] = os.pathsep.join(paths)
         environment.update(env or {})
         environment["PRANA_PARENT_PID"] = str(os.getpid())
+        forked = self._fork(party, {"job": str(job), "result": str(result), "log": str(log), "env": environment,
+                                    "cwd": os.getcwd()}, environment)
+        if forked is not None:
+            self.children[party] = _Child(party, forked, result, log)
+            return
         with open(log, "wb") as handle:
             process = subprocess.Popen([sys.executable, "-m", "prana.engine.local", str(job), str(result)],
                                        stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env=environment, start_new_session=True)
         self.children[party] = _Child(party, process, result, log)
 
+    def _fork(self, party: str, request: dict[str, Any], environment: dict[str, str]) -> _Forked | None:
+        if not self._forking:
+            return None
+        if self._server is None:
+            self._server = _ForkServer(self.workdir / "forkserver.log", environment)
+        forked = self._server.fork(party, request)
+        if forked is None:                      # the server failed (its log says why): start parties directly
+            self._forking = False
+        return forked
+
     def kill(self, party: str) -> None:
         """Kill one party at once (SIGKILL), as a crash would."""
         child = self.children[party]
         if child.process.poll() is None:
-            os.killpg(child.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(child.process.pid, signal.SIGKILL)
+            except ProcessLookupError:          # it ended just now
+                pass
             child.process.wait(timeout=10)
 
     def wait(self, timeout: float, parties: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -147,6 +268,9 @@ class LocalCommittee:
         folder if this committee made it)."""
         for party in list(self.children):
             self.kill(party)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._owned:
             shutil.rmtree(self.workdir, ignore_errors=True)
             return
@@ -231,7 +355,13 @@ def _main(job_path: str, result_path: str) -> int:
     code = 0
     try:
         function = getattr(importlib.import_module(module_name), function_name)
-        result = function(**job["kwargs"]) or {}
+        if os.environ.get("PRANA_PROFILE"):
+            import cProfile
+            profiler = cProfile.Profile()
+            result = profiler.runcall(function, **job["kwargs"]) or {}
+            profiler.dump_stats(os.path.join(os.environ["PRANA_PROFILE"], Path(job_path).stem + ".prof"))
+        else:
+            result = function(**job["kwargs"]) or {}
     except PranaError as exc:
         result = {"error": str(exc), "type": type(exc).__name__}
         code = 1

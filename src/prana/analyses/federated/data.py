@@ -142,8 +142,9 @@ class SiteData:
             needed += [spec.duration_column, spec.event_column]
         else:
             needed.append(spec.target_column)
-        needed += [column for column in (spec.group_column, spec.strata_column) if column]
-        frame = read_table(path, None)
+        labels = [column for column in (spec.group_column, spec.strata_column) if column]
+        needed += labels
+        frame = read_table(path, None, text=labels)
         require_columns(frame, needed, source)
         covariates = (np.column_stack([numeric_column(frame, column, source) for column in spec.covariates])
                       if spec.covariates else np.zeros((len(frame), 0)))

@@ -40,7 +40,7 @@ def site_paths(sites: Any) -> dict[str, Path]:
 
 def default_covariates(paths: dict[str, Path], exclude: list[str]) -> list[str]:
     first = next(iter(paths.values()))
-    return [column for column in read_table(first, None).columns if column not in exclude]
+    return [column for column in read_table(first, None, header_only=True).columns if column not in exclude]
 
 
 MAX_GROUPS = 20

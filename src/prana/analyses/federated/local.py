@@ -97,7 +97,7 @@ def check_same_columns(paths: dict[str, Path | str]) -> None:
     """The sites' files must have the same columns (names only are read here)."""
     first_site, first = None, None
     for site, path in paths.items():
-        columns = set(read_table(path, None).columns)
+        columns = set(read_table(path, None, header_only=True).columns)
         if first is None:
             first_site, first = site, columns
         elif columns != first:

@@ -43,7 +43,7 @@ def site_statistics(covariates: np.ndarray, outcome: np.ndarray, coefficients: n
     gradient = design.T @ (outcome - probability)
     weights = probability * (1.0 - probability)
     upper = np.triu_indices(design.shape[1])
-    information = (design[:, upper[0]] * design[:, upper[1]] * weights[:, None]).sum(axis=0)
+    information = ((design * weights[:, None]).T @ design)[upper]
     return np.concatenate([[log_likelihood, settled], gradient, information])
 
 
