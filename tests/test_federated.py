@@ -47,20 +47,24 @@ def breast_cancer() -> pd.DataFrame:
 
 def only_pooled(model) -> None:
     """What each process received: a site, the pooled overview, the pooled time axis (Cox), the Newton
-    direction and the "better" bit; the analyst, the pooled overview, time axis and each step's reduction. Nobody
-    received a vector that one site sent (those have the statistics' length, far more than p x p)."""
-    sites = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("step", "better"),
-             ("step", "direction")}
-    analyst = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("step", "log_likelihood"),
-               ("step", "gradient"), ("step", "information"), ("step", "direction"), ("step", "settled"),
-               ("step", "better")}
+    direction and the "better" bit (and, in a guided step, whether the direction passed the committee's
+    check); the analyst, the pooled overview, time axis and each step's reduction. Nobody received a vector
+    that one site sent (those have the statistics' length, far more than p x p)."""
+    steps = ("step", "guided step")
+    sites = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"),
+             *((step, name) for step in steps for name in ("better", "direction")), ("guided step", "checked")}
+    analyst = {("overview", "totals"), ("overview", "largest"), ("time_axis", "total"), ("guided step", "checked"),
+               *((step, name) for step in steps for name in ("log_likelihood", "gradient", "information",
+                                                            "direction", "settled", "better"))}
     parameters = len(model.params_)
     for party, items in model.received_.items():
         assert {(item[0], item[1]) for item in items} <= (analyst if party == "analyst" else sites), (party, items)
         for round_name, output, shape in items:
-            if round_name == "step":
+            if round_name in steps:
                 assert max(shape, default=0) <= parameters, (party, output, shape)
     assert any(item[1] == "direction" for item in model.received_["h1"])
+    # after the start, the guided program ran (and, on these data, passed at least once)
+    assert any(item[0] == "guided step" for item in model.received_["h1"])
 
 
 def test_cox_efron_and_breslow_equal_lifelines_and_statsmodels_on_uneven_sites(tmp_path):
@@ -209,7 +213,7 @@ def test_strata_and_cluster_robust_errors_equal_lifelines_and_statsmodels(tmp_pa
                       ties="efron").fit(groups=site)
     assert np.max(np.abs(model.standard_errors_.to_numpy() - robust.bse)) < 1e-6
     assert np.min(np.abs(model.standard_errors_.to_numpy() - reference.standard_errors_.to_numpy())) > 1e-4
-    assert {item[0] for item in model.received_["analyst"]} == {"overview", "time_axis", "step", "robust"}
+    assert {item[0] for item in model.received_["analyst"]} == {"overview", "time_axis", "step", "guided step", "robust"}
     for name in model.sites_:       # the sandwich goes to the analyst only
         assert "robust" not in {item[0] for item in model.received_[name]}
 
@@ -250,7 +254,7 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     Newton direction) in the clear, with the sites' statistics added in numpy and the sites' own rule
     (`Walk`) for the next point."""
     from prana.analyses.cox.program import TieTerms, reduction, site_statistics, statistics_size
-    from prana.analyses.federated.newton import Walk, newton, solve
+    from prana.analyses.federated.newton import Walk, guess_for, guided_solve, newton, solve
 
     rossi = load_rossi().assign(week=lambda frame: np.ceil(frame["week"] / 8))          # heavy ties
     sites = [rossi.iloc[:50], rossi.iloc[50:250], rossi.iloc[250:]]
@@ -262,19 +266,28 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     for ties in ("efron", "breslow"):
         terms, walk = TieTerms.of(deaths, ties), Walk(width, 1e-10, 50)      # the sites' copy of the walk
 
-        def evaluate(threshold):
+        def evaluate(threshold, accepted=None):
             point = walk.point
             statistics = sum(site_statistics(site.week.to_numpy(float), site.arrest.to_numpy(),
                                              site[ROSSI_COVARIATES].to_numpy(float) - mean, times, point, scale)
                              for site in sites)
             assert statistics.size == statistics_size(times.size, width)
             log_likelihood, gradient, information = reduction(statistics, terms, times.size, width, scale)
-            direction = np.asarray(solve(information, gradient, scale, np.zeros(width), point))
+            exact = np.asarray(solve(information, gradient, scale, np.zeros(width), point))
+            direction, checked = exact, False
+            if accepted is not None:         # the guided program first, as every party runs it
+                direction, checked = guided_solve(information, gradient, scale, np.zeros(width), point,
+                                                  guess_for(accepted, scale))
+                direction = np.asarray(direction) if bool(checked) else exact
+                evaluate.guided += bool(checked)
+            assert np.max(np.abs(direction - exact)) < 1e-9 * max(1.0, np.max(np.abs(exact)))
             better = float(log_likelihood) >= threshold
             walk.advance(direction, better)
             return float(log_likelihood), np.asarray(gradient), np.asarray(information), direction, better
 
+        evaluate.guided = 0
         fit = newton(evaluate, width)
+        assert evaluate.guided >= fit.iterations - 2
         if ties == "efron":
             reference = CoxPHFitter().fit(rossi, "week", "arrest", fit_options=EXACT)
             params, errors = reference.params_.to_numpy(), reference.standard_errors_.to_numpy()
@@ -284,6 +297,33 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
             params, errors = np.asarray(oracle.params), np.asarray(oracle.bse)
         assert np.max(np.abs(fit.coefficients - params)) < 1e-6
         assert np.max(np.abs(np.sqrt(np.diag(np.linalg.inv(fit.information))) - errors)) < 1e-6
+
+
+def test_a_guided_direction_passes_the_check_only_when_it_is_the_newton_direction():
+    """`guided_solve` refines the analyst's guess of the inverse; whatever the guess, a direction that passes
+    the committee's check is the Newton direction (within the tolerance), and a poor guess fails (so every
+    party falls back to Gauss-Jordan). Checked in the clear, on the same jax functions the MPC runs."""
+    from prana.analyses.federated.newton import guess_for, guided_solve, solve
+
+    rng = np.random.default_rng(7)
+    rows = rng.standard_normal((500, 6)) * [1, 3, 0.5, 10, 1, 2]
+    information = rows.T @ rows
+    gradient = rng.standard_normal(6) * 20
+    scale, penalty, point = 1 / 500, np.zeros(6), np.zeros(6)
+    exact = np.asarray(solve(information, gradient, scale, penalty, point))
+    assert np.allclose(exact, np.linalg.solve(information, gradient), rtol=1e-10)
+    nearby = information * (1 + 0.2 * rng.standard_normal((6, 6)) * 0.1)
+    for guess, passes in ((guess_for(information, scale), True), (guess_for((nearby + nearby.T) / 2, scale), True),
+                          (np.zeros((6, 6)), False), (np.eye(6) * 1e3, False)):
+        direction, checked = guided_solve(information, gradient, scale, penalty, point, guess)
+        assert bool(checked) == passes
+        if passes:
+            assert np.max(np.abs(np.asarray(direction) - exact)) < 1e-9 * np.max(np.abs(exact))
+    for _ in range(200):                 # an adversary's guesses: a pass is still the Newton direction
+        guess = guess_for(information, scale) + rng.standard_normal((6, 6)) * rng.choice([1e-3, 1e-1, 1, 10])
+        direction, checked = guided_solve(information, gradient, scale, penalty, point, guess)
+        if bool(checked):
+            assert np.max(np.abs(np.asarray(direction) - exact)) < 1e-8 * np.max(np.abs(exact))
 
 
 def test_efron_logarithms_of_chunked_products_keep_every_product_above_the_floor():

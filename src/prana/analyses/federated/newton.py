@@ -14,8 +14,11 @@ So there is no steering round: the analyst's only input is the threshold, and th
 do is flip the bit, which keeps every point on a Newton step of the data (see SECURITY.md). A site stops by
 itself after max_iterations steps or MAX_HALVINGS halvings.
 
-`newton(evaluate, size)` is the analyst's side: `evaluate(threshold)` runs one step round at the walk's
-current point and returns the log-likelihood, gradient, information, direction and the bit. The fit has
+`newton(evaluate, size)` is the analyst's side: `evaluate(threshold, information)` runs one step round at the
+walk's current point and returns the log-likelihood, gradient, information, direction and the bit;
+`information` is the (penalised) information at the last accepted point, None at the start, from which the
+analyst makes its guess for `guided_solve`: after the start, each point is first evaluated with the guided
+program, and again with `solve`'s only if the guided direction failed the committee's check. The fit has
 converged when the largest change is below `tolerance` (default 1e-10: Newton converges quadratically, so
 this costs a step or two more than lifelines' default and gives the pooled optimum to well within 1e-6). An
 L2 penalty -penalty/2 |b|^2 (not on the entries `unpenalised`, e.g. an intercept) is applied inside the MPC
@@ -60,6 +63,50 @@ def solve(information, gradient, scale: float, penalty: np.ndarray, coefficients
     matrix = (information + jnp.diag(jnp.asarray(penalty))) * scale
     right = (gradient - jnp.asarray(penalty) * coefficients) * scale
     return gauss_jordan(matrix, right[:, None])[:, 0]
+
+
+SCHULZ_ITERATIONS = 5        # from a guess X with |1 - A X| <= 1/2, the error after 5 is 2**-32, then squared
+RESIDUAL_TOLERANCE = 1e-10   # |A d - r|_i <= this * (1 + sum_j |A_ij d_j|): the fixed point's noise is ~1e-13
+DIRECTION_BOUND = 2.0**20    # |d| per entry: every product A_ij d_j then stays far inside SPU's truncation range
+
+
+def guided_solve(information, gradient, scale: float, penalty: np.ndarray, coefficients, guess):
+    """The Newton direction as `solve` gives it, from the analyst's `guess` of (scaled information)^-1, in
+    jax.numpy, and whether it passed the committee's check: (direction, checked).
+
+    Gauss-Jordan elimination needs one reciprocal per parameter, one after the other, and in the MPC those
+    are most of a step's time. Here the committee refines the guess by Newton-Schulz iterations,
+    X <- X (2 - A X) (matrix products only), computes d = X r with one step of iterative refinement, and
+    checks in every entry that |A d - r|_i <= RESIDUAL_TOLERANCE (1 + sum_j |A_ij d_j|) and |d| <= DIRECTION_BOUND. The analyst's
+    guess is the inverse of the information at the last accepted point, which it holds; near the optimum the
+    information hardly changes, so the check passes. Whatever the guess, a direction that passes is the
+    Newton direction to within the tolerance: the analyst cannot choose it. When it fails (a poor guess, the
+    first steps), every party evaluates the point again with `solve` (see `protocol.step_program`)."""
+    import jax.numpy as jnp
+
+    matrix = (information + jnp.diag(jnp.asarray(penalty))) * scale
+    right = (gradient - jnp.asarray(penalty) * coefficients) * scale
+    inverse = guess
+    for _ in range(SCHULZ_ITERATIONS):
+        inverse = inverse @ (2.0 * jnp.eye(matrix.shape[0]) - matrix @ inverse)
+    direction = inverse @ right
+    direction = direction + inverse @ (right - matrix @ direction)
+    terms = matrix * direction[None, :]
+    residual = right - terms.sum(axis=1)
+    bound = RESIDUAL_TOLERANCE * (1.0 + jnp.abs(terms).sum(axis=1))
+    checked = jnp.logical_and(jnp.all(jnp.abs(residual) <= bound), jnp.all(jnp.abs(direction) <= DIRECTION_BOUND))
+    return direction, checked
+
+
+def guess_for(information: np.ndarray | None, scale: float) -> np.ndarray | None:
+    """The analyst's guess for `guided_solve`: the inverse of the scaled (penalised) `information`."""
+    if information is None:
+        return None
+    try:
+        guess = np.linalg.inv(np.asarray(information, float) * scale)
+    except np.linalg.LinAlgError:
+        return np.zeros_like(information)
+    return guess if np.all(np.isfinite(guess)) else np.zeros_like(information)
 
 
 def gauss_jordan(matrix, right):
@@ -153,7 +200,8 @@ def newton(evaluate: Callable[[float], tuple], size: int, *, tolerance: float = 
     bar, accepted = START_THRESHOLD, None
     while True:
         point = walk.point
-        log_likelihood, gradient, information, direction, better = evaluate(bar)
+        log_likelihood, gradient, information, direction, better = evaluate(
+            bar, None if accepted is None else accepted[2])
         current = (float(log_likelihood) - 0.5 * float(weights @ point**2), np.asarray(gradient, float) - weights * point,
                    np.asarray(information, float) + np.diag(weights))
         start = walk.accepted is None

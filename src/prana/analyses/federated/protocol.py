@@ -26,11 +26,17 @@ Rounds of one fit (every party takes part in every round, in this order):
     step k       each site: statistics at   the model's reduction (pooled log-likelihood, gradient,
                  b_k; the first member: b_k; information), to the analyst; the Newton direction at b_k and
                  the analyst: the threshold  whether the log-likelihood reached the threshold, to the
-                                             analyst and every site, which compute b_k+1 themselves
-                                             (`newton.Walk`)
+                 (and, in a guided step,    analyst and every site, which compute b_k+1 themselves
+                 its guess of the inverse)  (`newton.Walk`); in a guided step also whether the direction
+                                             passed the committee's check (one bit, to everyone)
     robust       each site: statistics at   with `robust` only, once after the fit: the sandwich covariance,
       (optional)  the fit; the analyst: the  to the analyst (`rounds.robust_program`)
                  information it holds
+
+After the start, each point is evaluated first by the guided step program (`newton.guided_solve`: the
+committee refines the analyst's guess of the inverse by matrix products instead of one reciprocal per
+parameter, and checks the direction); only if the check fails is the same point evaluated again by the plain
+step program (Gauss-Jordan). Every party knows which ran from the check's bit.
 
 Kaplan-Meier has one round after the overview instead (`kaplan_meier.program.survival_program`): the
 sites' counts per grid point in, the table merged inside the MPC and the log-rank statistic out, to the
@@ -41,7 +47,8 @@ What each party learns over the whole fit: the analyst, the pooled totals, the p
 each step, the pooled log-likelihood, gradient and information (then the model's summary); a site, the
 pooled totals (it centres its covariates by the pooled mean), the time axis of a Cox fit, every b_k, its
 direction and whether the log-likelihood at b_k reached the threshold (one bit, which the analyst knows
-anyway); with `robust`, the analyst also the sandwich covariance; a member, shares only (and, as a site, what a site learns). No party receives one site's statistics. With
+anyway) and, in a guided step, whether the direction passed the check (one bit, which the analyst could
+compute itself: it holds the information and gradient); with `robust`, the analyst also the sandwich covariance; a member, shares only (and, as a site, what a site learns). No party receives one site's statistics. With
 exactly two sites, whatever is pooled, minus a site's own, is the other site's: that holds for any joint
 statistic, and a station's policy may require more sites (min_sites).
 """
@@ -128,29 +135,42 @@ def overview_program(roles: Roles, size: int) -> SecureProgram:
 
 
 def step_program(roles: Roles, name: str, size: int, parameters: int,
-                 reduce: Callable[[Any], tuple[Any, Any, Any]], direction: Callable[[Any, Any, Any], Any],
-                 outputs: tuple[str, ...]) -> SecureProgram:
+                 reduce: Callable[[Any], tuple[Any, Any, Any]], direction: Callable[..., Any],
+                 outputs: tuple[str, ...], guided: bool = False) -> SecureProgram:
     """One Newton step: add the sites' statistics, `reduce` the sum to the analyst's outputs (whose first
     three are the log-likelihood, gradient and information), compute the Newton `direction(gradient,
     information, point)` and whether the log-likelihood reaches the analyst's threshold ("better"). The
     outputs go to the analyst; the direction and the bit to every site and to the analyst. The current point
-    (public to every site) is an input of the first member; the threshold, of the analyst."""
+    (public to every site) is an input of the first member; the threshold, of the analyst.
+
+    `guided`: the analyst also supplies a guess of the scaled information's inverse ("guess"), and
+    `direction(gradient, information, point, guess)` returns the direction and whether it passed the
+    committee's check ("checked", to everyone; see `newton.guided_solve`). A direction that failed is revealed
+    as zeros, and every party then evaluates the same point with the unguided program."""
 
     def function(*vectors):
-        result = tuple(reduce(add_all(vectors[:-2])))
-        point, threshold = vectors[-2], vectors[-1]
+        extra = 3 if guided else 2
+        result = tuple(reduce(add_all(vectors[:-extra])))
+        point, threshold = vectors[-extra], vectors[-extra + 1]
         log_likelihood, gradient, information = result[:3]
         better = (log_likelihood >= threshold[0]).astype(point.dtype)
-        return (*result, direction(gradient, information, point), better)
+        if not guided:
+            return (*result, direction(gradient, information, point), better)
+        step, checked = direction(gradient, information, point, vectors[-1])
+        checked = checked.astype(point.dtype)
+        return (*result, step * checked, better, checked)
 
     inputs = [*site_inputs(roles, name, size),
               SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64"),
               SecureInput("threshold", roles.owner(roles.analyst), (1,), "float64")]
+    if guided:
+        inputs.append(SecureInput("guess", roles.owner(roles.analyst), (parameters, parameters), "float64"))
     analyst = roles.owner(roles.analyst)
     everyone = (analyst, *roles.site_recipients())
     return SecureProgram(name, function, inputs,
                          [*(SecureOutput(output, (analyst,)) for output in outputs),
-                          SecureOutput("direction", everyone), SecureOutput("better", everyone)],
+                          SecureOutput("direction", everyone), SecureOutput("better", everyone),
+                          *([SecureOutput("checked", everyone)] if guided else [])],
                          ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from prana.analyses.cox import program as cox
 from prana.analyses.federated.data import MAX_GRID_POINTS, STATION, SiteData, Specification
 from prana.analyses.federated.disclosure import check_parameters
-from prana.analyses.federated.newton import NewtonResult, Walk, newton, penalty_mask, sandwich, solve
+from prana.analyses.federated.newton import (NewtonResult, Walk, guess_for, guided_solve, newton, penalty_mask,
+                                             sandwich, solve)
 from prana.analyses.federated.protocol import (Party, Roles, federated_program, overview_program, site_inputs,
                                                sum_program)
 from prana.analyses.federated.protocol import step_program as protocol_step
@@ -141,27 +142,39 @@ class CoxAxis:
         return cls((where % points).astype(float), deaths[where], where // points, where)
 
 
-def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float = 1.0):
-    """One Newton step's program (`protocol.step_program`) for this model; `scale` is 1 / pooled rows."""
+def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float = 1.0,
+                 guided: bool = False):
+    """One Newton step's program (`protocol.step_program`) for this model; `scale` is 1 / pooled rows.
+    `guided`: the program that refines the analyst's guess (`newton.guided_solve`) instead of `solve`."""
     p, size = len(spec.covariates), parameter_count(spec)
     weights = penalty_mask(size, spec.penalty, (0,) if spec.model == "logistic" else ())
 
-    def direction(gradient, information, point):
+    def direction(gradient, information, point, guess=None):
+        if guided:
+            return guided_solve(information, gradient, scale, weights, point, guess)
         return solve(information, gradient, scale, weights, point)
 
+    prefix = "guided_" if guided else ""
     if spec.model == "logistic":
-        return protocol_step(roles, "logistic_step", logistic.statistics_size(p), size,
+        return protocol_step(roles, f"{prefix}logistic_step", logistic.statistics_size(p), size,
                              lambda total: logistic.reduction(total, p), direction,
-                             ("log_likelihood", "gradient", "information", "settled"))
+                             ("log_likelihood", "gradient", "information", "settled"), guided)
     if spec.strata == STATION:
-        return protocol_step(roles, "cox_local_step", 1 + p + cox.packed_size(p), size,
+        return protocol_step(roles, f"{prefix}cox_local_step", 1 + p + cox.packed_size(p), size,
                              lambda total: cox.local_reduction(total, p), direction,
-                             ("log_likelihood", "gradient", "information"))
+                             ("log_likelihood", "gradient", "information"), guided)
     terms = cox.TieTerms.of(axis.deaths, spec.ties)
     count = axis.times.size
-    return protocol_step(roles, "cox_step", cox.statistics_size(count, p), size,
+    return protocol_step(roles, f"{prefix}cox_step", cox.statistics_size(count, p), size,
                          lambda total: cox.reduction(total, terms, count, p, scale), direction,
-                         ("log_likelihood", "gradient", "information"))
+                         ("log_likelihood", "gradient", "information"), guided)
+
+
+GUIDED = "guided step"         # the round of a guided evaluation (`newton.guided_solve`), in `Received`
+
+
+def checked(revealed: dict[str, Any]) -> bool:
+    return float(np.asarray(revealed["checked"])) > 0.5
 
 
 def step_statistics(spec: Specification, data: SiteData, centred: np.ndarray, axis: CoxAxis | None,
@@ -264,11 +277,16 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
     centred = data.covariates - overview.mean
     scale = 1.0 / overview.rows
     step = step_program(roles, spec, axis, scale)
+    guided = step_program(roles, spec, axis, scale, guided=True)
     walk = Walk(parameter_count(spec), spec.tolerance, spec.max_iterations)
     point: np.ndarray | None = walk.point
     while point is not None:          # every point is a Newton step of the data: nobody chooses it
         statistics = step_statistics(spec, data, centred, axis, point, scale)
-        revealed = received.note("step", party.run(step, statistics, {"point": point}))
+        revealed = None
+        if walk.accepted is not None:     # after the start: the analyst's guess first (as the analyst does)
+            revealed = received.note(GUIDED, party.run(guided, statistics, {"point": point}))
+        if revealed is None or not checked(revealed):
+            revealed = received.note("step", party.run(step, statistics, {"point": point}))
         point = walk.advance(revealed["direction"], float(np.asarray(revealed["better"])) > 0.5)
         tell("step")
     if walk.converged and spec.robust:
@@ -314,9 +332,19 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     size = parameter_count(spec)
     check_parameters(spec, overview.rows, size)
     step = step_program(roles, spec, axis, 1.0 / overview.rows)
+    guided = step_program(roles, spec, axis, 1.0 / overview.rows, guided=True)
 
-    def evaluate(threshold: float):
-        revealed = received.note("step", party.run(step, named={"threshold": np.array([threshold])}))
+    def evaluate(threshold: float, information: np.ndarray | None = None):
+        """One point: the guided program first, except at the start (as every site does), with the inverse of
+        the last accepted `information` as the guess; the plain one if that failed the check."""
+        revealed = None
+        if evaluate.count > 0:
+            guess = guess_for(information, 1.0 / overview.rows)
+            revealed = received.note(GUIDED, party.run(guided, named={
+                "threshold": np.array([threshold]), "guess": np.zeros((size, size)) if guess is None else guess}))
+        if revealed is None or not checked(revealed):
+            revealed = received.note("step", party.run(step, named={"threshold": np.array([threshold])}))
+        evaluate.count += 1
         if spec.model == "logistic":
             evaluate.settled = float(revealed["settled"])
         return (float(revealed["log_likelihood"]), np.asarray(revealed["gradient"], float),
@@ -324,6 +352,7 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
                 float(np.asarray(revealed["better"])) > 0.5)
 
     evaluate.settled = 0.0
+    evaluate.count = 0
     divergence = _separation(spec, overview, evaluate) if spec.model == "logistic" else None
     # on an error (separation) the analyst's endpoint closes with its sentence, which ends every site's wait
     # at once; at a limit (steps, halvings) the sites stop by themselves, as the analyst does
