@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,23 +17,22 @@ import pytest
 from prana.analyses.compare import station as compare_station
 from prana.analyses.compare import ANSWERS, Claims, plaintext_answers
 from prana.config import Federation
-from prana.engine.local import local_federation, wait_for_port
+from prana.engine.local import local_federation
 from prana.hub.client import Client
 from prana.station.audit import AuditLog
 
 pytestmark = pytest.mark.slow
-SRC = Path(__file__).resolve().parents[1] / "src"
 UNKNOWN = "0123456789abcdef01234567"
 
 from test_platform import POLICY, STATION, _claims, _free_port  # noqa: E402  (one station set-up)
+from platform_processes import Platform  # noqa: E402
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """One hub and one station for the whole module; the bank's claims files in `tmp`."""
     tmp = tmp_path_factory.mktemp("task-cli")
     federation_path = local_federation(tmp / "fed", ["hub", "authority", "bank"])
-    federation = Federation.load(federation_path)
-    hub = "https://" + federation.party("hub").address
+    hub = "https://" + Federation.load(federation_path).party("hub").address
     station_dir = tmp / "authority"
     station_dir.mkdir()
     rng = np.random.default_rng(9)
@@ -44,27 +42,16 @@ def platform(tmp_path_factory):
     (station_dir / "station.toml").write_text(STATION.format(federation=federation_path, hub=hub,
                                                              api=f"127.0.0.1:{_free_port()}"))
     (station_dir / "policy.toml").write_text(POLICY)
-    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(tmp / "logs"), "COLUMNS": "80"}
-    processes = []
-    for name, command in (("hub", ["hub", "start", "--federation", str(federation_path), "--state",
-                                   str(tmp / "hub-state")]),
-                          ("station", ["station", "start", "--config", str(station_dir / "station.toml")])):
-        log = open(tmp / f"{name}.log", "a")
-        processes.append(subprocess.Popen([sys.executable, "-m", "prana", *command], stdout=log,
-                                          stderr=subprocess.STDOUT, env=env, start_new_session=True))
-    if not wait_for_port(federation.party("hub").address, 30):
-        raise TimeoutError("the hub did not start")
+    processes = Platform(tmp, federation_path, {"station": station_dir / "station.toml"}, columns=80).start(wait=30)
     claims = _claims(table)
     ids, amounts = claims.person_ids, claims.amounts
     claims.frame().to_csv(tmp / "claims.csv", index=False)
     claims.frame().head(3).to_csv(tmp / "three.csv", index=False)
     one = Claims(ids[:1], [">="], amounts[:1])
     one.frame().to_csv(tmp / "one.csv", index=False)
-    yield {"federation": federation, "hub": hub, "station": station_dir, "table": table, "env": env, "tmp": tmp,
-           "claims": claims, "one": one}
-    for process in processes:
-        process.kill()
-        process.wait(timeout=10)
+    yield {"federation": processes.federation, "hub": hub, "station": station_dir, "table": table,
+           "env": processes.env, "tmp": tmp, "claims": claims, "one": one}
+    processes.stop()
 
 
 def _common(platform: dict, me: str = "bank") -> list[str]:

@@ -216,6 +216,7 @@ def test_strata_and_cluster_robust_errors_equal_lifelines_and_statsmodels(tmp_pa
     assert {item[0] for item in model.received_["analyst"]} == {"overview", "time_axis", "step", "guided step", "robust"}
     for name in model.sites_:       # the sandwich goes to the analyst only
         assert "robust" not in {item[0] for item in model.received_[name]}
+    assert any("3 clusters" in note for note in model.notes_)          # too few clusters for a sandwich: said
 
     by_station = FederatedCoxPH(min_group_size=1).fit(paths, duration_col="week", event_col="arrest",
                                                       covariates=[*covariates, "race"], strata="station", robust=True)

@@ -5,8 +5,6 @@ The fit equals lifelines on the pooled rows; the stations' audit logs say what e
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,40 +14,30 @@ from lifelines import CoxPHFitter
 from prana.cli.demo_hospitals import write_hospitals
 from prana.datasets.hospitals import COVARIATES, HOSPITALS
 from prana.config import Federation
-from prana.engine.local import local_federation, wait_for_port
+from prana.engine.local import local_federation
 from prana.station.audit import AuditLog
+from platform_processes import Platform
 
 pytestmark = pytest.mark.slow
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture(scope="module")
 def hospitals(tmp_path_factory):
     root = tmp_path_factory.mktemp("hospitals")
     federation_path = local_federation(root / "fed", ["hub", *HOSPITALS, "researcher"])
-    federation = Federation.load(federation_path)
-    hub = "https://" + federation.party("hub").address
+    hub = "https://" + Federation.load(federation_path).party("hub").address
     tables = write_hospitals(root, federation_path, hub)
-    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(root / "logs"), "COLUMNS": "200"}
-    commands = [["hub", "start", "--federation", str(federation_path), "--state", str(root / "hub-state")]]
-    commands += [["station", "start", "--config", str(root / name / "station.toml")] for name in HOSPITALS]
-    processes = [subprocess.Popen([sys.executable, "-m", "prana", *command], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for command in commands]
+    platform = Platform(root, federation_path, {name: root / name / "station.toml" for name in HOSPITALS})
     try:
-        assert wait_for_port(federation.party("hub").address, 60)
-        common = ["--hub", hub, "-f", str(federation_path), "--as", "researcher"]
-        yield {"root": root, "tables": tables, "common": common, "env": env,
+        platform.start()
+        yield {"root": root, "tables": tables, "common": platform.common("researcher"), "platform": platform,
                "stations": [f"--station={name}=lung" for name in HOSPITALS]}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=20)
+        platform.stop()
 
 
 def _prana(hospitals, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True,
-                          env=hospitals["env"], timeout=timeout)
+    return hospitals["platform"].run(*args, timeout=timeout)
 
 
 def test_a_cox_task_over_five_stations_equals_lifelines_on_the_pooled_rows(hospitals):

@@ -4,8 +4,6 @@ analyst's `prana task submit kmeans` / `prana task result` as command lines."""
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,11 +13,11 @@ from prana.analyses.kmeans.program import InitPlan, Standardiser, lloyd
 from prana.cli.demo_kmeans import write_stations
 from prana.config import Federation
 from prana.datasets.health import PARTIES, write_demo_files
-from prana.engine.local import local_federation, wait_for_port
+from prana.engine.local import local_federation
 from prana.station.audit import AuditLog
+from platform_processes import Platform
 
 pytestmark = pytest.mark.slow
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture(scope="module")
@@ -27,28 +25,18 @@ def stations(tmp_path_factory):
     root = tmp_path_factory.mktemp("kmeans-platform")
     paths = write_demo_files(root, shared=1500, seed=5)
     federation_path = local_federation(root / "fed", ["hub", *PARTIES, "researcher"])
-    federation = Federation.load(federation_path)
-    hub = "https://" + federation.party("hub").address
+    hub = "https://" + Federation.load(federation_path).party("hub").address
     write_stations(root, federation_path, hub)
-    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(root / "logs"), "COLUMNS": "200"}
-    commands = [["hub", "start", "--federation", str(federation_path), "--state", str(root / "hub-state")]]
-    commands += [["station", "start", "--config", str(root / party / "station.toml")] for party in PARTIES]
-    processes = [subprocess.Popen([sys.executable, "-m", "prana", *command], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for command in commands]
+    platform = Platform(root, federation_path, {party: root / party / "station.toml" for party in PARTIES})
     try:
-        assert wait_for_port(federation.party("hub").address, 60)
-        common = ["--hub", hub, "-f", str(federation_path), "--as", "researcher"]
-        yield {"root": root, "paths": paths, "common": common, "env": env}
+        platform.start()
+        yield {"root": root, "paths": paths, "common": platform.common("researcher"), "platform": platform}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=20)
+        platform.stop()
 
 
 def _prana(stations, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True,
-                          env=stations["env"], timeout=timeout)
+    return stations["platform"].run(*args, timeout=timeout)
 
 
 def test_the_analyst_clusters_three_stations_from_the_command_line(stations):

@@ -22,6 +22,7 @@ from prana.engine.local import local_federation, wait_for_port
 from prana.errors import PolicyViolation
 from prana.hub.client import Client
 from prana.station.audit import AuditLog
+from platform_processes import Platform
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -93,8 +94,7 @@ def _wait_port(address: str, timeout: float = 30) -> None:
 @pytest.fixture
 def platform(tmp_path: Path):
     federation_path = local_federation(tmp_path / "fed", ["hub", "authority", "bank"])
-    federation = Federation.load(federation_path)
-    hub = "https://" + federation.party("hub").address
+    hub = "https://" + Federation.load(federation_path).party("hub").address
     station_dir = tmp_path / "authority"
     station_dir.mkdir()
     rng = np.random.default_rng(4)
@@ -104,34 +104,12 @@ def platform(tmp_path: Path):
     api = f"127.0.0.1:{_free_port()}"
     (station_dir / "station.toml").write_text(STATION.format(federation=federation_path, hub=hub, api=api))
     (station_dir / "policy.toml").write_text(POLICY)
-    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "PRANA_LOG_DIR": str(tmp_path / "logs")}
-    commands = {
-        "hub": ["hub", "start", "--federation", str(federation_path), "--state", str(tmp_path / "hub-state")],
-        "station": ["station", "start", "--config", str(station_dir / "station.toml")],
-    }
-    processes: dict[str, subprocess.Popen] = {}
-
-    def start(name: str) -> None:
-        log = open(tmp_path / f"{name}.log", "a")
-        processes[name] = subprocess.Popen([sys.executable, "-m", "prana", *commands[name]], stdout=log,
-                                           stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def kill(name: str) -> None:
-        import os
-        import signal
-
-        os.killpg(processes[name].pid, signal.SIGKILL)
-        processes[name].wait(timeout=10)
-
-    start("hub")
-    start("station")
-    _wait_port(federation.party("hub").address)
-    yield {"federation": federation, "hub": hub, "station": station_dir, "table": table, "env": env,
-           "tmp": tmp_path, "start": start, "kill": kill, "api": api}
-    for process in processes.values():
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+    processes = Platform(tmp_path, federation_path, {"station": station_dir / "station.toml"}, columns=80)
+    processes.env.pop("COLUMNS")
+    processes.start(wait=30)
+    yield {"federation": processes.federation, "hub": hub, "station": station_dir, "table": table,
+           "env": processes.env, "tmp": tmp_path, "start": processes.start, "kill": processes.kill, "api": api}
+    processes.stop()
 
 
 def _claims(table: pd.DataFrame) -> Claims:

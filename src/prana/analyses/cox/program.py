@@ -240,17 +240,24 @@ def log_chunks(fraction: np.ndarray) -> np.ndarray:
     return table
 
 
-def log_of_products(factors, fraction: np.ndarray):
-    """sum log(factors), as the logs of products of up to LOG_CHUNK factors (jax.numpy). In the MPC a
-    logarithm costs about eight reciprocals (measured in FM128 ABY3), so this cuts the per-death cost of
-    Efron's log-likelihood about tenfold; each product stays above LOG_FLOOR, so its fixed-point relative
-    error stays near 1e-10."""
+def chunk_products(factors, fraction: np.ndarray):
+    """The products of the factors in each of `log_chunks(fraction)`'s groups (jax.numpy), whose logs sum to
+    sum log(factors). In the MPC a logarithm costs about eight reciprocals (measured in FM128 ABY3), so this
+    cuts the per-death cost of Efron's log-likelihood about tenfold; each product stays above LOG_FLOOR, so
+    its fixed-point relative error stays near 1e-10."""
     import jax.numpy as jnp
 
     table = jnp.concatenate([factors, jnp.ones(1)])[log_chunks(fraction)]
     while table.shape[1] > 1:
         table = table[:, 0::2] * table[:, 1::2]
-    return jnp.log(table[:, 0]).sum()
+    return table[:, 0]
+
+
+def log_of_products(factors, fraction: np.ndarray):
+    """sum log(factors), by `chunk_products`."""
+    import jax.numpy as jnp
+
+    return jnp.log(chunk_products(factors, fraction)).sum()
 
 
 def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: float = 1.0):
@@ -275,26 +282,32 @@ def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: f
     p = covariates
     s0, t0, s1, t1, s2, t2, death_sum, death_log_weights = split(statistics, times, covariates)
     deaths = np.bincount(terms.time_index, minlength=times).astype(float)
-    inverse = 1.0 / s0
+    efron = bool(np.any(terms.fraction > 0))
+    if efron:
+        # one reciprocal for 1/S0 and every term's 1/(S0 - f T0), so that g = S0 / (S0 - f T0) needs no
+        # second round of reciprocals after r = T0 / S0 (in the MPC, each reciprocal is a chain of rounds)
+        fraction = jnp.asarray(terms.fraction)
+        denominator = s0[terms.time_index] - fraction * t0[terms.time_index]
+        reciprocals = 1.0 / jnp.concatenate([s0, denominator])
+        inverse, g = reciprocals[:times], s0[terms.time_index] * reciprocals[times:]
+    else:
+        inverse = 1.0 / s0
     m1, u1 = s1 * inverse[:, None], t1 * inverse[:, None]
     m2, u2 = s2 * inverse[:, None], t2 * inverse[:, None]
-    log_s0 = jnp.log(s0)
-    if np.any(terms.fraction > 0):                      # Efron
-        r = t0 * inverse
-        fraction = jnp.asarray(terms.fraction)
-        shrink = 1.0 - fraction * r[terms.time_index]
-        g = 1.0 / shrink
+    if efron:
+        shrink = denominator * inverse[terms.time_index]         # 1 - f r, in [1/d, 1]
         g2 = g * g
         per_term = jnp.stack([g, fraction * g, g2, fraction * g2, fraction * fraction * g2], axis=1)
         ends = np.cumsum(deaths).astype(np.int64) - 1
         running = prefix_sum(per_term)[ends]
         sums = running - jnp.concatenate([jnp.zeros((1, 5)), running[:-1]], axis=0)
         a, b, c, e, h = (sums[:, k] for k in range(5))
-        log_shrink = log_of_products(shrink, terms.fraction)
+        logs = jnp.log(jnp.concatenate([s0, chunk_products(shrink, terms.fraction)]))   # one logarithm op
+        log_s0, log_shrink = logs[:times], logs[times:].sum()
     else:                                               # Breslow: f = 0, g = 1
         a = c = jnp.asarray(deaths)
         b = e = h = jnp.zeros(times)
-        log_shrink = 0.0
+        log_s0, log_shrink = jnp.log(s0), 0.0
     z1 = (m1 * a[:, None] - u1 * b[:, None]).sum(axis=0)
     z2 = (m2 * a[:, None] - u2 * b[:, None]).sum(axis=0)
     cross = (m1 * e[:, None]).T @ u1

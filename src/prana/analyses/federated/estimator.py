@@ -44,6 +44,7 @@ def default_covariates(paths: dict[str, Path], exclude: list[str]) -> list[str]:
 
 
 MAX_GROUPS = 20
+FEW_CLUSTERS = 10      # below this many sites, cluster-robust errors get a note (Cameron & Miller 2015)
 
 
 def column_levels(paths: dict[str, Path], column: str) -> list[str]:
@@ -96,6 +97,10 @@ class FederatedRegression:
         self.events_ = int(result["overview"]["events"])
         self.notes_ = [f"site {site} has no events: it contributes to the risk sets only"
                        for site, value in (result.get("sites") or {}).items() if value.get("events") == 0]
+        if spec.robust and len(self.sites_) < FEW_CLUSTERS:
+            self.notes_.append(f"the cluster-robust standard errors use {len(self.sites_)} clusters (sites); with "
+                               f"fewer than about {FEW_CLUSTERS} the sandwich estimate is itself uncertain and "
+                               "often too small, so compare it with the model-based errors")
         self.received_ = {"analyst": result["received"],
                            **{site: value["received"] for site, value in (result.get("sites") or {}).items()}}
         return self
