@@ -350,12 +350,15 @@ def share_bytes(values: int, members: int = 3) -> int:
 
 
 def rounds_of(model: Any) -> tuple[int, int]:
-    """(MPC rounds, evaluations) from what the analyst received: overview, the time axis (Cox), and one
-    step round per evaluation (the sites compute each point themselves: no steering round)."""
+    """(MPC rounds, evaluations) from what the analyst received: overview, the time axis (Cox), and the step
+    rounds: one per evaluation, plus a plain one where a guided step failed its check (the sites compute each
+    point themselves: no steering round)."""
     analyst = model.received_["analyst"]
-    evaluations = sum(1 for item in analyst if item[0] == "step" and item[1] == "log_likelihood")
+    steps = sum(1 for item in analyst if item[0] in ("step", "guided step") and item[1] == "log_likelihood")
+    evaluations = steps - sum(1 for item in analyst if item[0] == "step" and item[1] == "log_likelihood") + 1 \
+        if any(item[0] == "guided step" for item in analyst) else steps
     setup = len({item[0] for item in analyst if item[0] in ("overview", "time_axis")})
-    return setup + evaluations, evaluations
+    return setup + steps, evaluations
 
 
 def human_bytes(count: float) -> str:

@@ -171,6 +171,16 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
 
 
 GUIDED = "guided step"         # the round of a guided evaluation (`newton.guided_solve`), in `Received`
+GUIDED_MAX_TERMS = 10_000      # Efron terms above which a fit never runs guided steps (see `uses_guided`)
+
+
+def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
+    """Whether a fit tries guided steps (public, so every party decides alike). With many Efron terms the
+    reduction, not the solve, is a step's cost (1M rows: 36 s against well under 1 s), and a guess that fails
+    would cost a whole second evaluation; so such a fit always runs the plain program."""
+    if spec.model != "cox" or spec.strata == STATION or spec.ties != "efron" or axis is None:
+        return True
+    return int(np.sum(axis.deaths)) <= GUIDED_MAX_TERMS
 
 
 def checked(revealed: dict[str, Any]) -> bool:
@@ -277,13 +287,13 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
     centred = data.covariates - overview.mean
     scale = 1.0 / overview.rows
     step = step_program(roles, spec, axis, scale)
-    guided = step_program(roles, spec, axis, scale, guided=True)
+    guided = step_program(roles, spec, axis, scale, guided=True) if uses_guided(spec, axis) else None
     walk = Walk(parameter_count(spec), spec.tolerance, spec.max_iterations)
     point: np.ndarray | None = walk.point
     while point is not None:          # every point is a Newton step of the data: nobody chooses it
         statistics = step_statistics(spec, data, centred, axis, point, scale)
         revealed = None
-        if walk.accepted is not None:     # after the start: the analyst's guess first (as the analyst does)
+        if guided is not None and walk.accepted is not None:   # after the start: the analyst's guess first
             revealed = received.note(GUIDED, party.run(guided, statistics, {"point": point}))
         if revealed is None or not checked(revealed):
             revealed = received.note("step", party.run(step, statistics, {"point": point}))
@@ -332,13 +342,13 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     size = parameter_count(spec)
     check_parameters(spec, overview.rows, size)
     step = step_program(roles, spec, axis, 1.0 / overview.rows)
-    guided = step_program(roles, spec, axis, 1.0 / overview.rows, guided=True)
+    guided = step_program(roles, spec, axis, 1.0 / overview.rows, guided=True) if uses_guided(spec, axis) else None
 
     def evaluate(threshold: float, information: np.ndarray | None = None):
         """One point: the guided program first, except at the start (as every site does), with the inverse of
         the last accepted `information` as the guess; the plain one if that failed the check."""
         revealed = None
-        if evaluate.count > 0:
+        if guided is not None and evaluate.count > 0:
             guess = guess_for(information, 1.0 / overview.rows)
             revealed = received.note(GUIDED, party.run(guided, named={
                 "threshold": np.array([threshold]), "guess": np.zeros((size, size)) if guess is None else guess}))
