@@ -183,8 +183,17 @@ def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
     return int(np.sum(axis.deaths)) <= GUIDED_MAX_TERMS
 
 
-def checked(revealed: dict[str, Any]) -> bool:
-    return float(np.asarray(revealed["checked"])) > 0.5
+def run_point(party: Party, received: "Received", step: Any, guided: Any, first: bool,
+              vector: np.ndarray | None, named: dict[str, np.ndarray], guess: Callable[[], np.ndarray]) -> dict:
+    """Evaluate one point as every party does: the guided program first (not at the start, nor when the fit
+    has none), then the plain one if the guided direction failed the committee's check. `named` are this
+    party's inputs to both; `guess()` its guess for the guided one (the analyst's only)."""
+    if guided is not None and not first:
+        extra = {"guess": guess()} if party.me == party.roles.analyst else {}
+        revealed = received.note(GUIDED, party.run(guided, vector, {**named, **extra}))
+        if float(np.asarray(revealed["checked"])) > 0.5:
+            return revealed
+    return received.note("step", party.run(step, vector, named))
 
 
 def step_statistics(spec: Specification, data: SiteData, centred: np.ndarray, axis: CoxAxis | None,
@@ -292,11 +301,8 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
     point: np.ndarray | None = walk.point
     while point is not None:          # every point is a Newton step of the data: nobody chooses it
         statistics = step_statistics(spec, data, centred, axis, point, scale)
-        revealed = None
-        if guided is not None and walk.accepted is not None:   # after the start: the analyst's guess first
-            revealed = received.note(GUIDED, party.run(guided, statistics, {"point": point}))
-        if revealed is None or not checked(revealed):
-            revealed = received.note("step", party.run(step, statistics, {"point": point}))
+        revealed = run_point(party, received, step, guided, walk.accepted is None, statistics, {"point": point},
+                             lambda: np.zeros(0))
         point = walk.advance(revealed["direction"], float(np.asarray(revealed["better"])) > 0.5)
         tell("step")
     if walk.converged and spec.robust:
@@ -347,13 +353,12 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     def evaluate(threshold: float, information: np.ndarray | None = None):
         """One point: the guided program first, except at the start (as every site does), with the inverse of
         the last accepted `information` as the guess; the plain one if that failed the check."""
-        revealed = None
-        if guided is not None and evaluate.count > 0:
-            guess = guess_for(information, 1.0 / overview.rows)
-            revealed = received.note(GUIDED, party.run(guided, named={
-                "threshold": np.array([threshold]), "guess": np.zeros((size, size)) if guess is None else guess}))
-        if revealed is None or not checked(revealed):
-            revealed = received.note("step", party.run(step, named={"threshold": np.array([threshold])}))
+        def guess() -> np.ndarray:
+            made = guess_for(information, 1.0 / overview.rows)
+            return np.zeros((size, size)) if made is None else made
+
+        revealed = run_point(party, received, step, guided, evaluate.count == 0, None,
+                             {"threshold": np.array([threshold])}, guess)
         evaluate.count += 1
         if spec.model == "logistic":
             evaluate.settled = float(revealed["settled"])
