@@ -64,6 +64,8 @@ class SecureProgram:
     outputs: list[SecureOutput]
     ring_bits: int = 64
     fraction_bits: int = 18
+    # what the program is made of, when a `recipe` factory made it: see `recipe`
+    made_by: tuple[Any, ...] | None = field(default=None, repr=False)
     _compiled: Any = field(default=None, repr=False)
     _digest: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -126,15 +128,22 @@ class SecureProgram:
         return {spec.name: np.asarray(value) for spec, value in zip(self.outputs, result)}
 
     def compile(self) -> Any:
-        """The SPU executable (compiled once per program object, then cached)."""
+        """The SPU executable (compiled once per program object, then cached; a `recipe` program is also kept
+        on disk and read back by later processes without tracing)."""
         with self._lock:
             if self._compiled is None:
                 from spu import libspu
                 from spu.utils import frontend
 
-                examples = [np.zeros(item.shape, dtype=item.dtype) for item in self.inputs]
                 names = [item.name for item in self.inputs]
                 outputs = [item.name for item in self.outputs]
+                kept = _recipe_path(self)
+                code = _read_kept(kept)
+                if code is not None:
+                    self._compiled = libspu.Executable(name=self.name, input_names=names, output_names=outputs,
+                                                       code=code)
+                    return self._compiled
+                examples = [np.zeros(item.shape, dtype=item.dtype) for item in self.inputs]
 
                 def output_names(flat: list[Any]) -> list[str]:
                     if len(flat) != len(outputs):
@@ -147,6 +156,8 @@ class SecureProgram:
                                                      [libspu.Visibility.VIS_SECRET] * len(names), output_names)
                 executable.name = self.name
                 self._compiled = executable
+                if kept is not None:
+                    _keep(kept, executable.code)
             return self._compiled
 
     def digest(self) -> str:
@@ -202,20 +213,10 @@ class _compile_cache:
                          repr(list(source.input_visibility)).encode(), repr(settings).encode()):
                 key.update(len(part).to_bytes(8, "big") + part)
             path = folder / f"{key.hexdigest()}.mlir"
-            try:
-                return path.read_bytes()
-            except OSError:
-                pass
-            code = original(source, options)
-            try:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                temporary = path.with_suffix(f".{os.getpid()}.tmp")
-                descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(code if isinstance(code, bytes) else bytes(code))
-                os.replace(temporary, path)
-            except OSError:
-                pass                      # a read-only home: compile every time
+            code = _read_kept(path)
+            if code is None:
+                code = original(source, options)
+                _keep(path, code)
             return code
 
         _CACHE_LOCK.acquire()
@@ -226,3 +227,137 @@ class _compile_cache:
         if self.original is not None:
             self.api.compile = self.original
             _CACHE_LOCK.release()
+
+
+def _read_kept(path: "os.PathLike[str] | None") -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _keep(path: "os.PathLike[str]", code: Any) -> None:
+    """Write a compiled program into the cache folder (0700, the file 0600, atomically)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(code if isinstance(code, bytes) else bytes(code))
+        os.replace(temporary, path)
+    except OSError:
+        pass                      # a read-only home: compile every time
+
+
+# -- programs kept by recipe ----------------------------------------------------------------------------------
+#
+# jax's tracing of a program takes as long as SPU's compile of it (a Cox step: 2 s of CPU in every member, every
+# run), and the text cache above needs the trace for its key. A factory marked `recipe` promises that the
+# program it returns depends on nothing but its arguments and prana's code. Its program is then kept under the
+# SHA-256 of prana's source files, the jax, jaxlib, numpy and spu versions, the factory's name and a
+# canonical encoding of its arguments (`fingerprint`), and read back with no tracing at all. An argument that
+# has no canonical encoding (a function, an object) leaves the program out of this cache.
+
+
+def recipe(factory: Callable[..., SecureProgram]) -> Callable[..., SecureProgram]:
+    """Mark `factory` as pure: equal arguments give the same program (see above)."""
+    import functools
+
+    @functools.wraps(factory)
+    def make(*args: Any, **kwargs: Any) -> SecureProgram:
+        program = factory(*args, **kwargs)
+        program.made_by = (f"{factory.__module__}:{factory.__qualname__}", args, tuple(sorted(kwargs.items())))
+        return program
+
+    return make
+
+
+def fingerprint(value: Any) -> bytes:
+    """A canonical, unambiguous encoding of plain data: None, bools, numbers, strings, bytes, tuples, lists,
+    dicts, numpy arrays and scalars, enums and dataclasses of these. TypeError for anything else."""
+    import dataclasses
+    import enum
+
+    def tagged(tag: bytes, body: bytes) -> bytes:
+        return tag + len(body).to_bytes(8, "big") + body
+
+    if value is None:
+        return b"N"
+    if isinstance(value, (np.ndarray, np.generic)):          # before float: np.float64 is a float, but jax
+        array = np.ascontiguousarray(value)                  # types it strongly, a Python float weakly
+        if array.dtype.hasobject:
+            raise TypeError("an object array has no canonical encoding")
+        return tagged(b"a" if isinstance(value, np.ndarray) else b"g",
+                      array.dtype.str.encode() + b"|" + repr(array.shape).encode() + b"|" + array.tobytes())
+    if isinstance(value, bool):
+        return tagged(b"b", b"1" if value else b"0")
+    if isinstance(value, enum.Enum):
+        return tagged(b"e", f"{type(value).__module__}.{type(value).__qualname__}.{value.name}".encode())
+    if isinstance(value, int):
+        return tagged(b"i", str(value).encode())
+    if isinstance(value, float):
+        return tagged(b"f", float(value).hex().encode())
+    if isinstance(value, str):
+        return tagged(b"s", value.encode())
+    if isinstance(value, bytes):
+        return tagged(b"y", value)
+    if isinstance(value, (tuple, list)):
+        return tagged(b"t" if isinstance(value, tuple) else b"l", b"".join(fingerprint(item) for item in value))
+    if isinstance(value, dict):
+        items = sorted((fingerprint(key), fingerprint(item)) for key, item in value.items())
+        return tagged(b"d", b"".join(key + item for key, item in items))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = f"{type(value).__module__}.{type(value).__qualname__}".encode()
+        fields = b"".join(fingerprint(item.name) + fingerprint(getattr(value, item.name))
+                          for item in dataclasses.fields(value))
+        return tagged(b"c", tagged(b"s", name) + fields)
+    raise TypeError(f"{type(value).__name__} has no canonical encoding")
+
+
+_SOURCE: list[str] = []
+
+
+def source_digest() -> str:
+    """SHA-256 of prana's own source files (names and contents) and of the versions of what traces and
+    compiles a program."""
+    if not _SOURCE:
+        from importlib import metadata
+        from pathlib import Path
+
+        import prana
+
+        digest = hashlib.sha256()
+        root = Path(prana.__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            name = path.relative_to(root).as_posix().encode()
+            body = path.read_bytes()
+            digest.update(len(name).to_bytes(8, "big") + name + len(body).to_bytes(8, "big") + body)
+        for package in ("jax", "jaxlib", "numpy", "spu"):
+            try:
+                version = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                version = "-"
+            digest.update(f"{package}={version};".encode())
+        digest.update(f"x64={jax.config.jax_enable_x64}".encode())
+        _SOURCE.append(digest.hexdigest())
+    return _SOURCE[0]
+
+
+def _recipe_path(program: SecureProgram) -> "os.PathLike[str] | None":
+    folder = compile_cache_folder()
+    if folder is None or program.made_by is None:
+        return None
+    try:
+        made = fingerprint((program.made_by, program.name, program.ring_bits, program.fraction_bits,
+                            [(item.name, item.owner, tuple(item.shape), item.dtype) for item in program.inputs],
+                            [(item.name, tuple(item.recipients)) for item in program.outputs]))
+    except TypeError:
+        return None
+    key = hashlib.sha256(source_digest().encode() + made).hexdigest()
+    return folder / f"{key}.recipe.mlir"

@@ -274,6 +274,12 @@ class CommitteeSession:
         desc.recv_timeout_ms = int(self.timeouts.step * 1000)
         desc.http_timeout_ms = int(self.timeouts.step * 1000)
         desc.throttle_window_size = 0
+        # A send that fails is retried: at first after 50 ms (at the start, a peer's engine may not listen yet:
+        # yacl's default 1 s wait was most of a link's set-up), then 1 s longer each time, 5 times (10 s in all,
+        # more than the default's 9 s, for a network that drops for a moment)
+        desc.retry_opts.retry_interval_ms = 50
+        desc.retry_opts.retry_interval_incr_ms = 1000
+        desc.retry_opts.max_retry = 5
         desc.enable_ssl = True
         with self._identity.files([self._link_certificates[name] for name in addresses if name != self.me]) as files:
             for options in (desc.client_ssl_opts, desc.server_ssl_opts):

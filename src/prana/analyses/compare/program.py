@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 import jax.numpy as jnp
 import numpy as np
 
-from prana.engine.program import SecureInput, SecureOutput, SecureProgram
+from prana.engine.program import SecureInput, SecureOutput, SecureProgram, recipe
 
 if TYPE_CHECKING:
     from prana.analyses.compare.table import Claims
@@ -109,6 +109,7 @@ def secure_answers(tag1, tag2, values, probe1, probe2, claims, relation):
 
 
 @lru_cache(maxsize=32)
+@recipe
 def program(claims: int, bucket_size: int, source: str, verifier: str) -> SecureProgram:
     """The program for one chunk of `claims` claims against buckets of `bucket_size` rows."""
     grid, line = (claims, bucket_size), (claims,)

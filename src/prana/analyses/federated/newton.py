@@ -7,7 +7,8 @@ logarithm). It reveals d and that one bit ("better") to every site and to the an
 receives the pooled log-likelihood, gradient and information. Every site, and the analyst, then computes the
 next point in the same way (`Walk`):
 
-    better (or the start)  accept the point; next = point + d(point); stop when the change is below tolerance
+    better (or the start)  accept the point; next = point + d(point); when |d| is below tolerance, take
+                           that last step without evaluating there, and stop
     not better             halve: next = accepted + d(accepted) / 2**halvings (at most MAX_HALVINGS times)
 
 So there is no steering round: the analyst's only input is the threshold, and the most a lying analyst can
@@ -19,8 +20,9 @@ walk's current point and returns the log-likelihood, gradient, information, dire
 `information` is the (penalised) information at the last accepted point, None at the start, from which the
 analyst makes its guess for `guided_solve`: after the start, each point is first evaluated with the guided
 program, and again with `solve`'s only if the guided direction failed the committee's check. The fit has
-converged when the largest change is below `tolerance` (default 1e-10: Newton converges quadratically, so
-this costs a step or two more than lifelines' default and gives the pooled optimum to well within 1e-6). An
+converged when the largest entry of the next step is below `tolerance` (default 1e-10: Newton converges
+quadratically, so this costs a step more than lifelines' default and gives the pooled optimum to well within
+1e-6); the information, log-likelihood and gradient reported are those at the last point evaluated. An
 L2 penalty -penalty/2 |b|^2 (not on the entries `unpenalised`, e.g. an intercept) is applied inside the MPC
 to the direction, and by the analyst to its diagnostics and its threshold.
 """
@@ -40,7 +42,7 @@ MAX_HALVINGS = 30
 @dataclass
 class NewtonResult:
     coefficients: np.ndarray
-    information: np.ndarray          # at `coefficients`
+    information: np.ndarray          # at the last point evaluated: within tolerance of `coefficients`
     log_likelihood: float
     gradient: np.ndarray
     iterations: int
@@ -150,22 +152,32 @@ class Walk:
         self.accepted: np.ndarray | None = None
         self.accepted_direction: np.ndarray | None = None
         self.halvings = 0
-        self.iterations = 0
-        self.change = float("nan")
+        self.changes: list[float] = []          # the largest change of each step taken
         self.converged = False
         self.exhausted = ""                     # why the walk ended without converging
+
+    @property
+    def iterations(self) -> int:
+        return len(self.changes)
+
+    @property
+    def change(self) -> float:
+        return self.changes[-1] if self.changes else float("nan")
 
     def advance(self, direction: np.ndarray, better: bool) -> np.ndarray | None:
         direction = np.asarray(direction, float)
         if self.accepted is None or better:
             if self.accepted is not None:
-                self.iterations += 1
-                self.change = float(np.max(np.abs(self.point - self.accepted))) if self.point.size else 0.0
-                scale = max(1.0, float(np.max(np.abs(self.point)))) if self.point.size else 1.0
-                if self.change < self.tolerance * scale:
-                    self.accepted, self.converged = self.point, True
-                    return None
+                self.changes.append(float(np.max(np.abs(self.point - self.accepted))) if self.point.size else 0.0)
             self.accepted, self.accepted_direction, self.halvings = self.point, direction, 0
+            # converged when the next step is below tolerance: take it without evaluating there (the
+            # information and log-likelihood at the end are the accepted point's, |step| away)
+            step = float(np.max(np.abs(direction))) if direction.size else 0.0
+            scale = max(1.0, float(np.max(np.abs(self.point)))) if self.point.size else 1.0
+            if step < self.tolerance * scale:
+                self.accepted, self.converged = self.point + direction, True
+                self.changes.append(step)
+                return None
             if self.iterations >= self.max_iterations:
                 self.exhausted = "iterations"
                 return None
@@ -208,16 +220,17 @@ def newton(evaluate: Callable[[float], tuple], size: int, *, tolerance: float = 
         following = walk.advance(direction, bool(better))
         if start or bool(better):
             accepted = current
-            if not start:
-                record = {"iteration": walk.iterations, "log_likelihood": current[0], "step": walk.change,
+            # the steps taken up to here; at convergence also the last one, taken without an evaluation
+            for iteration in range(len(history) + 1, walk.iterations + 1):
+                record = {"iteration": iteration, "log_likelihood": current[0], "step": walk.changes[iteration - 1],
                           "gradient_norm": float(np.linalg.norm(current[1])), "halvings": float(walk.halvings)}
                 history.append(record)
                 if on_step is not None:
-                    on_step(walk.iterations, record)
-                if divergence is not None:
-                    divergence(point)
+                    on_step(iteration, record)
+            if not start and divergence is not None:
+                divergence(point)
         if walk.converged:
-            return NewtonResult(point, current[2], current[0], current[1], walk.iterations, True, history)
+            return NewtonResult(walk.accepted, current[2], current[0], current[1], walk.iterations, True, history)
         if following is None:
             raise _stopped(walk, history, accepted)
         bar = threshold(accepted[0], following, weights)

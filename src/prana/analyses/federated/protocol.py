@@ -61,7 +61,7 @@ from typing import Any, Callable
 import numpy as np
 
 from prana.engine.clients import InputClient
-from prana.engine.program import SecureInput, SecureOutput, SecureProgram
+from prana.engine.program import SecureInput, SecureOutput, SecureProgram, recipe
 from prana.engine.session import CLIENT_PREFIX, CommitteeSession
 from prana.errors import ConfigError
 
@@ -114,12 +114,14 @@ def federated_program(roles: Roles, name: str, function: Callable[..., tuple[Any
                          ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
 
+@recipe
 def sum_program(roles: Roles, name: str, size: int, recipients: tuple[str, ...]) -> SecureProgram:
     """Add the sites' vectors of `size` values; reveal the sum ("total") to `recipients`."""
     return SecureProgram(name, lambda *vectors: (add_all(vectors),), site_inputs(roles, name, size),
                          [SecureOutput("total", recipients)], ring_bits=RING_BITS, fraction_bits=FRACTION_BITS)
 
 
+@recipe
 def overview_program(roles: Roles, size: int) -> SecureProgram:
     """Sum of every entry but the last; the largest last entry (the sites' largest times)."""
     import jax.numpy as jnp

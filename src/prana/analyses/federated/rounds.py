@@ -25,7 +25,7 @@ from prana.analyses.federated.protocol import (Party, Roles, federated_program, 
 from prana.analyses.federated.protocol import step_program as protocol_step
 from prana.analyses.kaplan_meier import program as kaplan_meier
 from prana.analyses.logistic import program as logistic
-from prana.engine.program import SecureInput
+from prana.engine.program import SecureInput, recipe
 from prana.errors import ConvergenceError, InputValidationError, PrivacyThresholdViolation
 
 
@@ -115,12 +115,14 @@ def site_time_axis(spec: Specification, data: SiteData, points: int) -> np.ndarr
     return np.concatenate(blocks)
 
 
+@recipe
 def time_axis_program(roles: Roles, spec: Specification, points: int):
     """A Cox fit's pooled deaths per grid point, to the analyst and every site (they need the event times)."""
     return sum_program(roles, "time_axis", time_axis_size(spec, points),
                        (roles.owner(roles.analyst), *roles.site_recipients()))
 
 
+@recipe
 def survival_program(roles: Roles, spec: Specification, overview: Overview, points: int):
     return kaplan_meier.survival_program(roles, len(spec.groups), points, spec.min_group_size, 1.0 / overview.rows)
 
@@ -142,6 +144,7 @@ class CoxAxis:
         return cls((where % points).astype(float), deaths[where], where // points, where)
 
 
+@recipe
 def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float = 1.0,
                  guided: bool = False):
     """One Newton step's program (`protocol.step_program`) for this model; `scale` is 1 / pooled rows.
@@ -172,6 +175,11 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
 
 GUIDED = "guided step"         # the round of a guided evaluation (`newton.guided_solve`), in `Received`
 GUIDED_MAX_TERMS = 10_000      # Efron terms above which a fit never runs guided steps (see `uses_guided`)
+# The first evaluations run the plain program: the guess at the second point would be the inverse information
+# at the start, and the first full step changes the information most (rossi: the spectral radius of
+# 1 - A_1 A_0^-1 is 1.06, so no number of Newton-Schulz iterations converges; 0.16 from the next point on).
+# A guess that fails costs a whole guided run on top of the plain one.
+PLAIN_EVALUATIONS = 2
 
 
 def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
@@ -183,12 +191,13 @@ def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
     return int(np.sum(axis.deaths)) <= GUIDED_MAX_TERMS
 
 
-def run_point(party: Party, received: "Received", step: Any, guided: Any, first: bool,
+def run_point(party: Party, received: "Received", step: Any, guided: Any, evaluation: int,
               vector: np.ndarray | None, named: dict[str, np.ndarray], guess: Callable[[], np.ndarray]) -> dict:
-    """Evaluate one point as every party does: the guided program first (not at the start, nor when the fit
-    has none), then the plain one if the guided direction failed the committee's check. `named` are this
-    party's inputs to both; `guess()` its guess for the guided one (the analyst's only)."""
-    if guided is not None and not first:
+    """Evaluate a fit's point number `evaluation` (from 0) as every party does: the guided program first
+    (from evaluation PLAIN_EVALUATIONS on, and when the fit has one), then the plain one if the guided direction
+    failed the committee's check. `named` are this party's inputs to both; `guess()` its guess for the guided
+    one (the analyst's only)."""
+    if guided is not None and evaluation >= PLAIN_EVALUATIONS:
         extra = {"guess": guess()} if party.me == party.roles.analyst else {}
         revealed = received.note(GUIDED, party.run(guided, vector, {**named, **extra}))
         if float(np.asarray(revealed["checked"])) > 0.5:
@@ -230,6 +239,7 @@ def robust_input(spec: Specification, data: SiteData, centred: np.ndarray, axis:
     return np.concatenate([statistics, site_time_axis(spec, data, points)[axis.positions]])
 
 
+@recipe
 def robust_program(roles: Roles, spec: Specification, axis: CoxAxis | None, overview: Overview):
     """The sandwich covariance (`newton.sandwich`), to the analyst only. The analyst supplies the information
     at the fit, which it already holds: a wrong one changes only its own result. Logistic regression scales
@@ -299,10 +309,12 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
     guided = step_program(roles, spec, axis, scale, guided=True) if uses_guided(spec, axis) else None
     walk = Walk(parameter_count(spec), spec.tolerance, spec.max_iterations)
     point: np.ndarray | None = walk.point
+    evaluation = 0
     while point is not None:          # every point is a Newton step of the data: nobody chooses it
         statistics = step_statistics(spec, data, centred, axis, point, scale)
-        revealed = run_point(party, received, step, guided, walk.accepted is None, statistics, {"point": point},
+        revealed = run_point(party, received, step, guided, evaluation, statistics, {"point": point},
                              lambda: np.zeros(0))
+        evaluation += 1
         point = walk.advance(revealed["direction"], float(np.asarray(revealed["better"])) > 0.5)
         tell("step")
     if walk.converged and spec.robust:
@@ -351,13 +363,13 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     guided = step_program(roles, spec, axis, 1.0 / overview.rows, guided=True) if uses_guided(spec, axis) else None
 
     def evaluate(threshold: float, information: np.ndarray | None = None):
-        """One point: the guided program first, except at the start (as every site does), with the inverse of
-        the last accepted `information` as the guess; the plain one if that failed the check."""
+        """One point, as every site evaluates it (`run_point`): with the inverse of the last accepted
+        `information` as the guess for the guided program."""
         def guess() -> np.ndarray:
             made = guess_for(information, 1.0 / overview.rows)
             return np.zeros((size, size)) if made is None else made
 
-        revealed = run_point(party, received, step, guided, evaluate.count == 0, None,
+        revealed = run_point(party, received, step, guided, evaluate.count, None,
                              {"threshold": np.array([threshold])}, guess)
         evaluate.count += 1
         if spec.model == "logistic":

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from prana.analyses.cox.program import prefix_sum
+from prana.engine.program import recipe
 
 Z95 = NormalDist().inv_cdf(0.975)       # scipy and pandas load lazily: every site process imports this module
 MAX_POINTS = 20_000          # grid points of one fit: the merge scans them one by one in the MPC (~80 s)
@@ -188,6 +189,7 @@ def logrank_statistic(deaths, censored, scale: float):
     return ((vector * scale) * solution).sum() / scale
 
 
+@recipe
 def survival_program(roles: Any, groups: int, points: int, minimum: int, scale: float):
     """The Kaplan-Meier round: the sites' counts (groups x (deaths, censorings) x points, flattened) in;
     the merged tables (and with two or more groups the log-rank statistic) out, to the analyst only."""

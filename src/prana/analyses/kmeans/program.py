@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prana.engine.program import SecureInput, SecureOutput, SecureProgram
+from prana.engine.program import SecureInput, SecureOutput, SecureProgram, recipe
 from prana.errors import InputValidationError
 
 SCALE_BITS = 12
@@ -357,6 +357,7 @@ def _cluster(points: jnp.ndarray, init: jnp.ndarray | None, plan: Plan):
     return lloyd(points, start, plan.iterations, plan.quantised_tolerance)
 
 
+@recipe
 def vertical_program(parties: list[str], widths: list[int], persons: int, plan: Plan,
                      analyst: tuple[str, ...]) -> SecureProgram:
     """Parties hold column blocks of the same `persons` rows, and the mean and std of their columns."""
@@ -381,6 +382,7 @@ def vertical_program(parties: list[str], widths: list[int], persons: int, plan: 
                          function=function, inputs=inputs, outputs=outputs, ring_bits=64)
 
 
+@recipe
 def horizontal_program(parties: list[str], rows: list[int], width: int, plan: Plan,
                        analyst: tuple[str, ...]) -> SecureProgram:
     """Parties hold row blocks with the same columns: each supplies its points in its own units
