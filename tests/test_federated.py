@@ -256,7 +256,8 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     (`Walk`) for the next point."""
     from prana.analyses.cox.program import TieTerms, reduction, site_statistics, statistics_size
     from prana.analyses.federated.newton import Walk, guess_for, guided_solve, newton, solve
-    from prana.analyses.federated.rounds import PLAIN_EVALUATIONS
+    from prana.analyses.federated.data import Specification
+    from prana.analyses.federated.rounds import guided_from
 
     rossi = load_rossi().assign(week=lambda frame: np.ceil(frame["week"] / 8))          # heavy ties
     sites = [rossi.iloc[:50], rossi.iloc[50:250], rossi.iloc[250:]]
@@ -265,6 +266,7 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     times = np.unique(rossi.loc[rossi.arrest == 1, "week"].to_numpy(float))
     deaths = np.array([((rossi.week == time) & (rossi.arrest == 1)).sum() for time in times])
     assert deaths.max() >= 20
+    first = guided_from(Specification(model="cox", covariates=tuple(ROSSI_COVARIATES)))
     for ties in ("efron", "breslow"):
         terms, walk = TieTerms.of(deaths, ties), Walk(width, 1e-10, 50)      # the sites' copy of the walk
 
@@ -277,7 +279,7 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
             log_likelihood, gradient, information = reduction(statistics, terms, times.size, width, scale)
             exact = np.asarray(solve(information, gradient, scale, np.zeros(width), point))
             direction, checked = exact, False
-            if evaluate.count >= PLAIN_EVALUATIONS:     # the guided program first, as every party runs it
+            if evaluate.count >= first:     # the guided program first, as every party runs it
                 direction, checked = guided_solve(information, gradient, scale, np.zeros(width), point,
                                                   guess_for(accepted, scale))
                 direction = np.asarray(direction) if bool(checked) else exact
@@ -290,7 +292,7 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
 
         evaluate.guided, evaluate.count = 0, 0
         fit = newton(evaluate, width)
-        assert evaluate.guided >= fit.iterations - PLAIN_EVALUATIONS
+        assert evaluate.guided >= fit.iterations - first
         if ties == "efron":
             reference = CoxPHFitter().fit(rossi, "week", "arrest", fit_options=EXACT)
             params, errors = reference.params_.to_numpy(), reference.standard_errors_.to_numpy()
@@ -327,6 +329,53 @@ def test_a_guided_direction_passes_the_check_only_when_it_is_the_newton_directio
         direction, checked = guided_solve(information, gradient, scale, penalty, point, guess)
         if bool(checked):
             assert np.max(np.abs(np.asarray(direction) - exact)) < 1e-8 * np.max(np.abs(exact))
+
+
+def test_the_guided_logistic_step_passes_its_check_in_the_mpc_at_a_million_rows():
+    """The guided step program itself, in SPU's ABY3 simulator with prana's ring (FM128, 48 fraction bits),
+    at every point of a logistic fit whose statistics are those of 1,000,000 rows (2,000 distinct rows, each
+    500 times): the committee's check passes from the first guess on and the direction is the Newton
+    direction. With 1 / rows a constant of the program, XLA reassociated (I c) d into I (c d) and every check
+    failed at this size (residual 5e-10 against a bound of 1e-10), so each step ran twice."""
+    from spu.utils.simulation import Simulator
+
+    from prana.analyses.federated.data import Specification
+    from prana.analyses.federated.newton import guess_for, solve
+    from prana.analyses.federated.protocol import FRACTION_BITS, RING_BITS, Roles
+    from prana.analyses.federated.rounds import step_program
+    from prana.analyses.logistic.program import site_statistics, statistics_size
+    from prana.engine.session import runtime_config
+
+    rng = np.random.default_rng(11)
+    rows, copies, width = 2000, 500, 5
+    covariates = rng.standard_normal((rows, width)) * [1.0, 2.0, 0.5, 3.0, 1.0]
+    outcome = (rng.random(rows) < 1 / (1 + np.exp(-(0.3 + covariates @ [0.5, -0.25, 1.0, 0.1, 0.0])))).astype(float)
+    covariates -= covariates.mean(axis=0)
+    roles = Roles(("h1", "h2", "h3", "h4"))
+    spec = Specification(model="logistic", covariates=tuple(f"x{index}" for index in range(width)))
+    scale = 1.0 / (rows * copies)
+    program = step_program(roles, spec, None, scale, guided=True)
+    simulator = Simulator(3, runtime_config(3, RING_BITS, FRACTION_BITS))
+    point, previous, checks = np.zeros(width + 1), None, 0
+    for _ in range(5):
+        pooled = site_statistics(covariates, outcome, point) * copies
+        information = pooled[2 + width + 1:]
+        upper = np.zeros((width + 1, width + 1))
+        upper[np.triu_indices(width + 1)] = information
+        information = upper + np.triu(upper, 1).T
+        exact = np.asarray(solve(information, pooled[2:3 + width], scale, np.zeros(width + 1), point))
+        if previous is not None:
+            shares = [pooled / 2, pooled / 4, pooled / 8, pooled / 8]          # any split: only the sum counts
+            inputs = {**{item.name: share for item, share in zip(program.inputs, shares)}, "point": point,
+                      "threshold": np.array([-1e15]), "guess": guess_for(previous, scale), "scale": np.array([scale])}
+            assert all(share.size == statistics_size(width) for share in shares)
+            outputs = dict(zip([item.name for item in program.outputs],
+                               simulator(program.compile(), *[inputs[item.name] for item in program.inputs])))
+            assert float(outputs["checked"]) == 1.0
+            assert np.max(np.abs(np.asarray(outputs["direction"]) - exact)) < 1e-11 * max(1.0, np.max(np.abs(exact)))
+            checks += 1
+        previous, point = information, point + exact
+    assert checks == 4
 
 
 def test_efron_logarithms_of_chunked_products_keep_every_product_above_the_floor():

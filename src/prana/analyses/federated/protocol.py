@@ -145,20 +145,23 @@ def step_program(roles: Roles, name: str, size: int, parameters: int,
     outputs go to the analyst; the direction and the bit to every site and to the analyst. The current point
     (public to every site) is an input of the first member; the threshold, of the analyst.
 
-    `guided`: the analyst also supplies a guess of the scaled information's inverse ("guess"), and
-    `direction(gradient, information, point, guess)` returns the direction and whether it passed the
-    committee's check ("checked", to everyone; see `newton.guided_solve`). A direction that failed is revealed
-    as zeros, and every party then evaluates the same point with the unguided program."""
+    `guided`: the analyst also supplies a guess of the scaled information's inverse ("guess"), the first
+    member the (public) scale 1 / pooled rows ("scale"), and `direction(gradient, information, point, guess,
+    scale)` returns the direction and whether it passed the committee's check ("checked", to everyone; see
+    `newton.guided_solve`). A direction that failed is revealed as zeros, and every party then evaluates the
+    same point with the unguided program. The scale is an input, not a constant of the program, because XLA
+    reassociates products with a constant: (I c) d became I (c d), and with c = 1e-6 the fixed point kept
+    too few bits of c d for the check (1M rows: every guided step failed, residual 5e-10 against 1e-10)."""
 
     def function(*vectors):
-        extra = 3 if guided else 2
+        extra = 4 if guided else 2
         result = tuple(reduce(add_all(vectors[:-extra])))
         point, threshold = vectors[-extra], vectors[-extra + 1]
         log_likelihood, gradient, information = result[:3]
         better = (log_likelihood >= threshold[0]).astype(point.dtype)
         if not guided:
             return (*result, direction(gradient, information, point), better)
-        step, checked = direction(gradient, information, point, vectors[-1])
+        step, checked = direction(gradient, information, point, vectors[-2], vectors[-1][0])
         checked = checked.astype(point.dtype)
         return (*result, step * checked, better, checked)
 
@@ -166,7 +169,8 @@ def step_program(roles: Roles, name: str, size: int, parameters: int,
               SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64"),
               SecureInput("threshold", roles.owner(roles.analyst), (1,), "float64")]
     if guided:
-        inputs.append(SecureInput("guess", roles.owner(roles.analyst), (parameters, parameters), "float64"))
+        inputs += [SecureInput("guess", roles.owner(roles.analyst), (parameters, parameters), "float64"),
+                   SecureInput("scale", roles.owner(roles.committee[0]), (1,), "float64")]
     analyst = roles.owner(roles.analyst)
     everyone = (analyst, *roles.site_recipients())
     return SecureProgram(name, function, inputs,

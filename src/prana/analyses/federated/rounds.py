@@ -11,7 +11,7 @@ pooled totals and the pooled time axis), so the committee's program digests agre
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -152,9 +152,9 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
     p, size = len(spec.covariates), parameter_count(spec)
     weights = penalty_mask(size, spec.penalty, (0,) if spec.model == "logistic" else ())
 
-    def direction(gradient, information, point, guess=None):
+    def direction(gradient, information, point, guess=None, scaling=None):
         if guided:
-            return guided_solve(information, gradient, scale, weights, point, guess)
+            return guided_solve(information, gradient, scaling, weights, point, guess)
         return solve(information, gradient, scale, weights, point)
 
     prefix = "guided_" if guided else ""
@@ -175,11 +175,19 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
 
 GUIDED = "guided step"         # the round of a guided evaluation (`newton.guided_solve`), in `Received`
 GUIDED_MAX_TERMS = 10_000      # Efron terms above which a fit never runs guided steps (see `uses_guided`)
-# The first evaluations run the plain program: the guess at the second point would be the inverse information
-# at the start, and the first full step changes the information most (rossi: the spectral radius of
-# 1 - A_1 A_0^-1 is 1.06, so no number of Newton-Schulz iterations converges; 0.16 from the next point on).
-# A guess that fails costs a whole guided run on top of the plain one.
-PLAIN_EVALUATIONS = 2
+
+
+def guided_from(spec: Specification) -> int:
+    """The first evaluation (from 0) that tries the guided program (a public rule, alike at every party).
+
+    The start has no guess. For Cox the second point does not either: its guess would be the inverse
+    information at the start, and the first full step changes the information most (rossi: the spectral
+    radius of 1 - A_1 A_0^-1 is 1.06, so no number of Newton-Schulz iterations converges; 0.16 from the next
+    point on), and a guess that fails costs a guided run on top of the plain one. Logistic regression starts
+    at b = 0 with centred covariates, where every row's weight p (1 - p) is 1/4, its largest: every later
+    information is below the start's, so the eigenvalues of A_k A_0^-1 lie in (0, 1] and the refinement
+    converges from the second point on (1M rows: 0.35 at the second point)."""
+    return 1 if spec.model == "logistic" else 2
 
 
 def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
@@ -191,15 +199,27 @@ def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
     return int(np.sum(axis.deaths)) <= GUIDED_MAX_TERMS
 
 
-def run_point(party: Party, received: "Received", step: Any, guided: Any, evaluation: int,
+class Guided(NamedTuple):
+    program: Any          # the guided step program
+    first: int            # the first evaluation that tries it (`guided_from`)
+
+
+def guided_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float) -> Guided | None:
+    """The fit's guided step program, or None if it has none (`uses_guided`)."""
+    if not uses_guided(spec, axis):
+        return None
+    return Guided(step_program(roles, spec, axis, scale, guided=True), guided_from(spec))
+
+
+def run_point(party: Party, received: "Received", step: Any, guided: Guided | None, evaluation: int,
               vector: np.ndarray | None, named: dict[str, np.ndarray], guess: Callable[[], np.ndarray]) -> dict:
     """Evaluate a fit's point number `evaluation` (from 0) as every party does: the guided program first
-    (from evaluation PLAIN_EVALUATIONS on, and when the fit has one), then the plain one if the guided direction
+    (from evaluation `guided_from` on, and when the fit has one), then the plain one if the guided direction
     failed the committee's check. `named` are this party's inputs to both; `guess()` its guess for the guided
     one (the analyst's only)."""
-    if guided is not None and evaluation >= PLAIN_EVALUATIONS:
+    if guided is not None and evaluation >= guided.first:
         extra = {"guess": guess()} if party.me == party.roles.analyst else {}
-        revealed = received.note(GUIDED, party.run(guided, vector, {**named, **extra}))
+        revealed = received.note(GUIDED, party.run(guided.program, vector, {**named, **extra}))
         if float(np.asarray(revealed["checked"])) > 0.5:
             return revealed
     return received.note("step", party.run(step, vector, named))
@@ -306,14 +326,14 @@ def site_steps(party: Party, roles: Roles, spec: Specification, data: SiteData,
     centred = data.covariates - overview.mean
     scale = 1.0 / overview.rows
     step = step_program(roles, spec, axis, scale)
-    guided = step_program(roles, spec, axis, scale, guided=True) if uses_guided(spec, axis) else None
+    guided = guided_program(roles, spec, axis, scale)
     walk = Walk(parameter_count(spec), spec.tolerance, spec.max_iterations)
     point: np.ndarray | None = walk.point
     evaluation = 0
     while point is not None:          # every point is a Newton step of the data: nobody chooses it
         statistics = step_statistics(spec, data, centred, axis, point, scale)
-        revealed = run_point(party, received, step, guided, evaluation, statistics, {"point": point},
-                             lambda: np.zeros(0))
+        revealed = run_point(party, received, step, guided, evaluation, statistics,
+                             {"point": point, "scale": np.array([scale])}, lambda: np.zeros(0))
         evaluation += 1
         point = walk.advance(revealed["direction"], float(np.asarray(revealed["better"])) > 0.5)
         tell("step")
@@ -360,7 +380,7 @@ def analyst_steps(party: Party, roles: Roles, spec: Specification,
     size = parameter_count(spec)
     check_parameters(spec, overview.rows, size)
     step = step_program(roles, spec, axis, 1.0 / overview.rows)
-    guided = step_program(roles, spec, axis, 1.0 / overview.rows, guided=True) if uses_guided(spec, axis) else None
+    guided = guided_program(roles, spec, axis, 1.0 / overview.rows)
 
     def evaluate(threshold: float, information: np.ndarray | None = None):
         """One point, as every site evaluates it (`run_point`): with the inverse of the last accepted
