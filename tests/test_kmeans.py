@@ -266,6 +266,11 @@ def test_parquet_tables_are_read_like_csv(tmp_path):
     from_csv = _features(read_table(tmp_path / "t.csv", ["id"]), request, "t.csv")
     assert from_parquet[0] == from_csv[0] == ["x", "y"]
     np.testing.assert_array_equal(from_parquet[1], from_csv[1])
+    # the header alone comes from the file's schema, with the columns a full read gives (an index is not one)
+    frame.rename(columns={"y": " y"}).set_index("x").to_parquet(tmp_path / "indexed.parquet")
+    for name in ("t.parquet", "indexed.parquet", "t.csv"):
+        header = read_table(tmp_path / name, None, header_only=True)
+        assert len(header) == 0 and list(header.columns) == list(read_table(tmp_path / name, None).columns)
 
 
 def test_a_text_column_among_the_features_is_named_with_the_way_out():

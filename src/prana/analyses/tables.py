@@ -35,9 +35,14 @@ def read_table(path: Path | str, columns: list[str] | None, *, text: list[str] |
         raise InputValidationError(f"{path} does not exist")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
+            if header_only:                                  # the schema alone, not the row groups
+                import pyarrow.parquet as parquet
+
+                schema = parquet.read_schema(path)
+                index = {name for name in (schema.pandas_metadata or {}).get("index_columns", [])
+                         if isinstance(name, str)}         # pandas reads these back as the index
+                return pd.DataFrame(columns=[str(name).strip() for name in schema.names if name not in index])
             frame = pd.read_parquet(path)
-            if header_only:
-                return frame.head(0).rename(columns=lambda column: str(column).strip())
         else:
             dtype = str if text is None else {column: str for column in text}
             frame = pd.read_csv(path, dtype=dtype, keep_default_na=False, skipinitialspace=True,
