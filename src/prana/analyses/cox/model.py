@@ -13,12 +13,14 @@ from prana.errors import NotFittedError
 class FederatedCoxPH(FederatedRegression):
     """Cox proportional hazards over several sites' rows. `ties` is "efron" (lifelines' default) or
     "breslow"; `time_grid` coarsens durations to a public grid before anything is shared (a step in the
-    durations' unit, or day / week / month / year); `penalizer` is an L2 penalty on the coefficients."""
+    durations' unit, or day / week / month / year); `penalizer` is an L2 penalty on the coefficients; the fit
+    stops when the largest entry of the Newton step is below `tolerance` (times max(1, |b|)) and takes that
+    step (see `prana.analyses.federated.newton`)."""
 
     model = "cox"
 
     def __init__(self, ties: str = "efron", time_grid: str | float | None = None, penalizer: float = 0.0,
-                 max_iterations: int = 50, tolerance: float = 1e-10, min_group_size: int = 3) -> None:
+                 max_iterations: int = 50, tolerance: float = 1e-8, min_group_size: int = 3) -> None:
         self.ties, self.time_grid, self.penalizer = ties, time_grid, penalizer
         self.max_iterations, self.tolerance = max_iterations, tolerance
         self.min_group_size = min_group_size

@@ -59,7 +59,7 @@ class Specification:
     strata_levels: tuple[str, ...] = ()
     robust: bool = False               # cluster-robust (sandwich) standard errors, clusters = sites
     max_iterations: int = 50
-    tolerance: float = 1e-10
+    tolerance: float = 1e-8           # on the largest entry of the Newton step; see `newton`
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

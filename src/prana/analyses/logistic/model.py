@@ -11,11 +11,13 @@ from prana.analyses.federated.estimator import FederatedRegression, default_cova
 
 class FederatedLogisticRegression(FederatedRegression):
     """Logistic regression over several sites' rows, fitted by Newton-Raphson (IRLS). `penalty` is the L2
-    weight lambda in log-likelihood - lambda/2 |b|^2 (the intercept is not penalised); None or 0: none."""
+    weight lambda in log-likelihood - lambda/2 |b|^2 (the intercept is not penalised); None or 0: none. The
+    fit stops when the largest entry of the Newton step is below `tolerance` (times max(1, |b|)) and takes
+    that step (see `prana.analyses.federated.newton`)."""
 
     model = "logistic"
 
-    def __init__(self, penalty: float | None = None, max_iterations: int = 50, tolerance: float = 1e-10,
+    def __init__(self, penalty: float | None = None, max_iterations: int = 50, tolerance: float = 1e-8,
                  min_group_size: int = 3) -> None:
         self.penalty, self.max_iterations, self.tolerance = penalty, max_iterations, tolerance
         self.min_group_size = min_group_size
