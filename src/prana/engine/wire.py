@@ -18,6 +18,8 @@ Kinds:
 - ARRAY: a plain numpy array (a revealed output, a public table). Blob 0 is the raw little-endian data;
   the header carries dtype and shape. Only numeric dtypes are accepted.
 - EXECUTABLE: a serialised `libspu.Executable` in blob 0, with its SHA-256 in the header.
+- MODEL: a learner's state (`prana.analyses.learning.state`): the header names the learner, its
+  hyperparameters, counters and arrays; blobs 0.. are the arrays' raw float64 values.
 
 Every decode checks the magic, version, kind, lengths and the header's required fields, and raises
 `MalformedMessage` with one sentence on any mismatch.
@@ -52,6 +54,7 @@ class Kind(enum.IntEnum):
     SHARE = 4
     ARRAY = 5
     EXECUTABLE = 6
+    MODEL = 7
 
 
 @dataclass

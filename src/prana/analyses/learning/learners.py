@@ -1,0 +1,258 @@
+"""The incremental learners a travelling or averaged model can be, and their state as data.
+
+A learner is one class with four methods: `start` (a fresh state for a number of features and the classes),
+`train` (the state after `epochs` passes of `partial_fit` over a station's rows), `evaluate` (the loss and,
+for a classifier, the number of correct predictions on rows, as sums so that a committee can add them), and
+`estimator` (the scikit-learn estimator the state stands for, to predict with). The state is a
+`ModelState`, never the estimator itself, so that nothing but arrays and counters ever leaves a station.
+
+    learner = learner_for("sgd-logistic", {"alpha": 1e-4})
+    state = learner.start(features=30, classes=(0, 1), seed=7)
+    state = learner.train(state, rows, outcome, epochs=1, seed=8)
+
+Each learner wraps a scikit-learn estimator that can `partial_fit`: SGDClassifier (log loss), SGDRegressor
+and MLPClassifier. Moving the state into a fresh estimator and training on gives the same coefficients as
+training the original on (`tests/test_learning.py`); for the MLP, Adam's moment estimates travel with the
+weights ("m_..." and "v_..." arrays), as the optimizer needs them to go on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from prana.analyses.learning.state import HYPERPARAMETERS, ModelState, check_state, expected_shapes
+from prana.errors import InputValidationError, MalformedMessage
+
+
+def learner_for(name: str, hyperparameters: dict[str, Any] | None = None) -> "Learner":
+    """The learner called `name` with these hyperparameters (checked now, before any station trains)."""
+    classes = {"sgd-logistic": SGDLogistic, "sgd-linear": SGDLinear, "mlp": MLP}
+    if name not in classes:
+        raise InputValidationError(f"--model must be one of {', '.join(classes)}, not {name!r}")
+    learner = classes[name](dict(hyperparameters or {}))
+    if name == "mlp" and learner.hyperparameters.get("solver", "adam") not in ("adam", "sgd"):
+        raise InputValidationError(f"an mlp with solver {learner.hyperparameters['solver']!r} cannot partial_fit; "
+                                   "use adam or sgd")
+    classes = (0, 1) if learner.classifier else ()
+    try:
+        state = learner.start(1, classes, seed=0)
+        check_state(state)
+    except MalformedMessage as exc:           # the hyperparameters' types and ranges, said as the user's error
+        raise InputValidationError(str(exc).replace("the model ", f"the {name} learner ", 1)) from None
+    try:     # scikit-learn's own checks (say, eta0 > 0 for a constant rate), which run on a fresh estimator only
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            extra = {"classes": np.array(classes)} if classes else {}
+            learner._new(0).partial_fit(np.array([[0.0], [1.0]]), np.array([0, 1] if classes else [0.0, 1.0]),
+                                        **extra)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputValidationError(f"scikit-learn refuses these {name} settings: {reason}") from None
+    return learner
+
+
+class Learner:
+    """The common part: the estimator's constructor arguments and the state round trip."""
+
+    name = ""
+    classifier = True
+
+    def __init__(self, hyperparameters: dict[str, Any]) -> None:
+        unknown = sorted(set(hyperparameters) - set(HYPERPARAMETERS[self.name]))
+        if unknown:
+            raise InputValidationError(f"{self.name} takes no hyperparameter {unknown[0]!r} (it takes "
+                                       f"{', '.join(HYPERPARAMETERS[self.name])})")
+        self.hyperparameters = hyperparameters
+
+    def _new(self, seed: int) -> Any:
+        raise NotImplementedError
+
+    def _arrays(self, estimator: Any) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _restore(self, estimator: Any, state: ModelState) -> None:
+        raise NotImplementedError
+
+    def _counters(self, estimator: Any) -> dict[str, float]:
+        return {"t": float(estimator.t_), "iterations": int(estimator.n_iter_)}
+
+    def state_of(self, estimator: Any, features: int, classes: tuple[Any, ...]) -> ModelState:
+        return ModelState(self.name, features, classes, dict(self.hyperparameters), self._counters(estimator),
+                          {name: np.asarray(array, dtype=np.float64).copy()
+                           for name, array in self._arrays(estimator).items()})
+
+    def estimator(self, state: ModelState, seed: int = 0) -> Any:
+        """A scikit-learn estimator in `state`, ready to predict and to go on with `partial_fit`."""
+        check_state(state)
+        if state.learner != self.name:
+            raise InputValidationError(f"a {state.learner} state cannot go into a {self.name} learner")
+        estimator = self._new(seed)
+        self._restore(estimator, state)
+        return estimator
+
+    def start(self, features: int, classes: tuple[Any, ...], seed: int) -> ModelState:
+        """All-zero linear weights; an MLP's weights drawn as scikit-learn draws them (from `seed`)."""
+        shapes = expected_shapes(self.name, features, classes, self.hyperparameters)
+        counters = {name: 0 for name in ("t", "iterations", "optimizer_t")[:3 if self.name == "mlp" else 2]}
+        counters["t"] = 1.0
+        return ModelState(self.name, features, tuple(classes), dict(self.hyperparameters), counters,
+                          {name: np.zeros(shape) for name, shape in shapes.items()})
+
+    def train(self, state: ModelState, rows: np.ndarray, outcome: np.ndarray, *, epochs: int = 1,
+              seed: int = 0) -> ModelState:
+        """`epochs` passes of partial_fit over these rows, from `state`."""
+        estimator = self.estimator(state, seed)
+        rows, outcome = np.asarray(rows, dtype=np.float64), np.asarray(outcome)
+        if rows.ndim != 2 or rows.shape[1] != state.features:
+            raise InputValidationError(f"the rows have {rows.shape[-1] if rows.ndim else 0} features; the model "
+                                       f"has {state.features}")
+        for _ in range(epochs):
+            if self.classifier:
+                estimator.partial_fit(rows, outcome, classes=np.asarray(state.classes))
+            else:
+                estimator.partial_fit(rows, outcome)
+        return self.state_of(estimator, state.features, state.classes)
+
+    def evaluate(self, state: ModelState, rows: np.ndarray, outcome: np.ndarray) -> dict[str, float]:
+        """Sums over the rows: "loss" (log loss, or squared error), "correct" (classifiers) and "rows"."""
+        estimator = self.estimator(state)
+        rows, outcome = np.asarray(rows, dtype=np.float64), np.asarray(outcome)
+        if not self.classifier:
+            error = estimator.predict(rows) - outcome.astype(float)
+            return {"loss": float(error @ error), "rows": float(len(outcome))}
+        known = np.asarray(state.classes)
+        if not np.all(np.isin(outcome, known)):
+            raise InputValidationError(f"the outcome has a label that is not one of the model's "
+                                       f"{len(known)} classes")
+        probability = np.clip(estimator.predict_proba(rows), 1e-15, 1.0)
+        index = np.searchsorted(known, outcome)
+        loss = -np.log(probability[np.arange(len(outcome)), index]).sum()
+        correct = np.count_nonzero(estimator.predict(rows) == outcome)     # as `score` counts (saturated
+        # one-vs-rest probabilities can tie where the decision values do not)
+        return {"loss": float(loss), "correct": float(correct), "rows": float(len(outcome))}
+
+
+class _SGD(Learner):
+    def _arrays(self, estimator: Any) -> dict[str, np.ndarray]:
+        return {"coef": estimator.coef_, "intercept": estimator.intercept_}
+
+    def _restore(self, estimator: Any, state: ModelState) -> None:
+        estimator.coef_ = state.arrays["coef"].copy()
+        estimator.intercept_ = state.arrays["intercept"].copy()
+        estimator.t_ = float(state.counters["t"])
+        estimator.n_iter_ = int(state.counters["iterations"])
+        estimator.n_features_in_ = state.features
+        if self.classifier:
+            estimator.classes_ = np.asarray(state.classes)
+
+
+class SGDLogistic(_SGD):
+    """scikit-learn's SGDClassifier with log loss (logistic regression by stochastic gradient descent)."""
+
+    name = "sgd-logistic"
+
+    def _new(self, seed: int) -> Any:
+        from sklearn.linear_model import SGDClassifier
+
+        return SGDClassifier(loss="log_loss", random_state=seed, **self.hyperparameters)
+
+
+class SGDLinear(_SGD):
+    """scikit-learn's SGDRegressor (least squares by stochastic gradient descent)."""
+
+    name = "sgd-linear"
+    classifier = False
+
+    def _new(self, seed: int) -> Any:
+        from sklearn.linear_model import SGDRegressor
+
+        return SGDRegressor(random_state=seed, **self.hyperparameters)
+
+
+class MLP(Learner):
+    """scikit-learn's MLPClassifier; the state holds every layer's weights and, for Adam, its moments."""
+
+    name = "mlp"
+
+    def _new(self, seed: int) -> Any:
+        from sklearn.neural_network import MLPClassifier
+
+        arguments = dict(self.hyperparameters)
+        if "hidden_layer_sizes" in arguments:
+            arguments["hidden_layer_sizes"] = tuple(arguments["hidden_layer_sizes"])
+        return MLPClassifier(random_state=seed, **arguments)
+
+    def _arrays(self, estimator: Any) -> dict[str, np.ndarray]:
+        layers = len(estimator.coefs_)
+        arrays: dict[str, np.ndarray] = {}
+        for layer, (weights, bias) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
+            arrays[f"coef_{layer}"], arrays[f"intercept_{layer}"] = weights, bias
+        order = _order(layers)                     # scikit-learn's order of the optimizer's parameters
+        optimizer = estimator._optimizer
+        moments = ("m", "v") if hasattr(optimizer, "ms") else ("velocity",)
+        for moment in moments:
+            values = getattr(optimizer, {"m": "ms", "v": "vs", "velocity": "velocities"}[moment])
+            for name, value in zip(order, values):
+                arrays[f"{moment}_{name}"] = value
+        return arrays
+
+    def _counters(self, estimator: Any) -> dict[str, float]:
+        return {"t": float(estimator.t_), "iterations": int(estimator.n_iter_),
+                "optimizer_t": int(getattr(estimator._optimizer, "t", 0))}
+
+    def start(self, features: int, classes: tuple[Any, ...], seed: int) -> ModelState:
+        """scikit-learn's own initial weights for this seed (Glorot's uniform), with zero optimizer moments."""
+        estimator = self._new(seed)
+        estimator._random_state = np.random.RandomState(seed)
+        shapes = expected_shapes(self.name, features, tuple(classes), self.hyperparameters)
+        arrays = {name: np.zeros(shape) for name, shape in shapes.items()}
+        layer = 0
+        while f"coef_{layer}" in shapes:
+            inputs, units = shapes[f"coef_{layer}"]
+            arrays[f"coef_{layer}"], arrays[f"intercept_{layer}"] = estimator._init_coef(inputs, units, np.float64)
+            layer += 1
+        return ModelState(self.name, features, tuple(classes), dict(self.hyperparameters),
+                          {"t": 0, "iterations": 0, "optimizer_t": 0}, arrays)
+
+    def _restore(self, estimator: Any, state: ModelState) -> None:
+        from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+        from sklearn.preprocessing import LabelBinarizer
+
+        layers = sum(1 for name in state.arrays if name.startswith("coef_"))
+        order = _order(layers)
+        estimator.coefs_ = [state.arrays[f"coef_{layer}"].copy() for layer in range(layers)]
+        estimator.intercepts_ = [state.arrays[f"intercept_{layer}"].copy() for layer in range(layers)]
+        classes = np.asarray(state.classes)
+        estimator.classes_ = classes
+        estimator._label_binarizer = LabelBinarizer().fit(classes)
+        estimator.n_features_in_ = state.features
+        estimator.n_outputs_ = int(state.arrays[f"intercept_{layers - 1}"].shape[0])
+        estimator.n_layers_ = layers + 1
+        estimator.out_activation_ = "logistic" if estimator.n_outputs_ == 1 else "softmax"
+        estimator.t_ = int(state.counters["t"])
+        estimator.n_iter_ = int(state.counters["iterations"])
+        estimator.loss_curve_, estimator.best_loss_, estimator._no_improvement_count = [], np.inf, 0
+        estimator._best_coefs = [weights.copy() for weights in estimator.coefs_]
+        estimator._best_intercepts = [bias.copy() for bias in estimator.intercepts_]
+        estimator.validation_scores_ = estimator.best_validation_score_ = None
+        estimator._random_state = np.random.RandomState(estimator.random_state)
+        parameters = estimator.coefs_ + estimator.intercepts_
+        if estimator.solver == "adam":
+            optimizer = AdamOptimizer(parameters, estimator.learning_rate_init, estimator.beta_1, estimator.beta_2,
+                                      estimator.epsilon)
+            optimizer.t = int(state.counters["optimizer_t"])
+            optimizer.ms = [state.arrays[f"m_{name}"].copy() for name in order]
+            optimizer.vs = [state.arrays[f"v_{name}"].copy() for name in order]
+        else:
+            optimizer = SGDOptimizer(parameters, estimator.learning_rate_init, estimator.learning_rate,
+                                     estimator.momentum, estimator.nesterovs_momentum, estimator.power_t)
+            optimizer.velocities = [state.arrays[f"velocity_{name}"].copy() for name in order]
+        estimator._optimizer = optimizer
+
+
+def _order(layers: int) -> list[str]:
+    return [f"coef_{layer}" for layer in range(layers)] + [f"intercept_{layer}" for layer in range(layers)]

@@ -1,0 +1,139 @@
+"""Learners and their state as data (`prana.analyses.learning`): a state moved into a fresh estimator trains
+on exactly as the original would, it travels as a MODEL frame, and a tampered frame is refused before any
+training."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn.neural_network import MLPClassifier
+
+from prana.analyses.learning.learners import learner_for
+from prana.analyses.learning.state import ModelState, decode_state, describe, encode_state
+from prana.engine import wire
+from prana.errors import InputValidationError, MalformedMessage
+
+
+def _data(classes: int = 2):
+    data = load_breast_cancer()
+    rows = (data.data - data.data.mean(axis=0)) / data.data.std(axis=0)
+    outcome = data.target if classes == 2 else np.digitize(rows[:, 0], [-0.5, 0.5])
+    return rows[:, :8], outcome
+
+
+@pytest.mark.parametrize("name,hyperparameters,classes", [
+    ("sgd-logistic", {"alpha": 1e-3}, 2), ("sgd-logistic", {}, 3), ("sgd-linear", {"eta0": 0.01}, 0),
+    ("mlp", {"hidden_layer_sizes": [6, 4], "batch_size": 200}, 2), ("mlp", {"hidden_layer_sizes": [5], "solver": "sgd",
+                                                                   "batch_size": 200}, 3)])
+def test_a_state_moved_into_a_fresh_estimator_trains_on_as_the_original(name, hyperparameters, classes):
+    """Train at "station 1", send the state (encoded and decoded), train on at "station 2": the same
+    parameters as one scikit-learn estimator trained on both, to rounding."""
+    rows, outcome = _data(max(classes, 2))
+    if classes == 0:
+        outcome = rows[:, 0] * 2.0 - rows[:, 1] + 0.5
+    labels = tuple(int(label) for label in np.unique(outcome)) if classes else ()
+    first, second = slice(0, 300), slice(300, None)
+    learner = learner_for(name, hyperparameters)
+    state = learner.train(learner.start(rows.shape[1], labels, seed=3), rows[first], outcome[first], seed=3)
+    received = decode_state(encode_state(state, session="s1", step="visit 1"), session="s1", step="visit 1")
+    assert received.arrays.keys() == state.arrays.keys() and received.counters == state.counters
+    onward = learner.train(received, rows[second], outcome[second], epochs=2, seed=3)
+
+    arguments = {key: (tuple(value) if isinstance(value, list) else value) for key, value in hyperparameters.items()}
+    if name == "sgd-logistic":
+        reference = SGDClassifier(loss="log_loss", random_state=3, **arguments)
+    elif name == "sgd-linear":
+        reference = SGDRegressor(random_state=3, **arguments)
+    else:
+        reference = MLPClassifier(random_state=3, **arguments)
+    kwargs = {"classes": np.asarray(labels)} if classes else {}
+    if name == "mlp":           # the same start as the learner's: scikit-learn's own draw for the seed
+        with warnings.catch_warnings():          # two rows: scikit-learn clips the batch size and says so
+            warnings.simplefilter("ignore", UserWarning)
+            reference.partial_fit(rows[:2], outcome[:2], **kwargs)
+        restored = learner.estimator(learner.start(rows.shape[1], labels, seed=3))
+        reference.coefs_ = [weights.copy() for weights in restored.coefs_]
+        reference.intercepts_ = [bias.copy() for bias in restored.intercepts_]
+        reference._optimizer = restored._optimizer
+        reference.t_ = reference.n_iter_ = 0
+        reference._random_state = np.random.RandomState(3)
+    reference.partial_fit(rows[first], outcome[first], **kwargs)
+    if name == "mlp":
+        reference._random_state = np.random.RandomState(3)        # each station draws its own batches
+    for _ in range(2):
+        reference.partial_fit(rows[second], outcome[second], **kwargs)
+    mine = learner.estimator(onward)
+    theirs = (reference.coefs_ + reference.intercepts_ if name == "mlp" else [reference.coef_, reference.intercept_])
+    ours = (mine.coefs_ + mine.intercepts_ if name == "mlp" else [mine.coef_, mine.intercept_])
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mine.predict(rows[:50]), reference.predict(rows[:50]))
+    scores = learner.evaluate(onward, rows, outcome)
+    assert scores["rows"] == len(outcome) and scores["loss"] > 0
+    if classes:
+        assert scores["correct"] == np.count_nonzero(reference.predict(rows) == outcome)
+
+
+def _state() -> ModelState:
+    rows, outcome = _data()
+    learner = learner_for("sgd-logistic")
+    return learner.train(learner.start(rows.shape[1], (0, 1), seed=1), rows, outcome, seed=1)
+
+
+def _tampered(data: bytes, change) -> bytes:
+    frame = wire.decode(data)
+    change(frame)
+    return wire.encode(frame)
+
+
+@pytest.mark.parametrize("change,sentence", [
+    (lambda f: f.header.update(session="other"), "another session or step"),
+    (lambda f: f.header.update(learner="pickle"), "unknown learner 'pickle'"),
+    (lambda f: f.header["arrays"][0].update(shape=[2, 8]), "holds 64 bytes, not the 128"),
+    (lambda f: (f.header["arrays"][0].update(shape=[2, 4]), f.header.update(features=4)), "shape (2, 4), not (1, 4)"),
+    (lambda f: f.header["arrays"][0].update(dtype="object"), "not a named float64 array"),
+    (lambda f: f.blobs.pop(), "declares 2 arrays but carries 1"),
+    (lambda f: f.blobs.__setitem__(1, np.array([np.nan]).tobytes()), "not finite"),
+    (lambda f: f.header["hyperparameters"].update(loss="hinge"), "does not take"),
+    (lambda f: f.header["counters"].update(t=-1.0), "counters"),
+    (lambda f: f.header.update(classes=[1]), "two or more distinct classes"),
+    (lambda f: (f.header["arrays"].append({"name": "extra", "dtype": "float64", "shape": [1]}),
+                f.blobs.append(b"\0" * 8)), "at 'extra'"),
+])
+def test_a_tampered_model_is_refused_before_training_with_one_sentence(change, sentence):
+    data = encode_state(_state(), session="s1", step="visit 2")
+    with pytest.raises(MalformedMessage, match=re.escape(sentence)) as caught:
+        decode_state(_tampered(data, change), session="s1", step="visit 2", peer="h1")
+    assert "\n" not in str(caught.value) and "0." not in str(caught.value)        # no values in the sentence
+    other = wire.encode(wire.Frame(wire.Kind.ARRAY, {"session": "s1", "step": "visit 2"}, []))
+    with pytest.raises(MalformedMessage, match="expected a model"):
+        decode_state(other, session="s1", step="visit 2")
+
+
+def test_the_audit_line_has_shapes_and_bytes_but_no_values():
+    state = _state()
+    line = describe(state)
+    assert line == {"learner": "sgd-logistic", "features": 8, "classes": 2,
+                    "arrays": {"coef": [1, 8], "intercept": [1]}, "bytes": 72}
+    assert all(str(value) not in repr(line) for value in state.arrays["coef"].ravel()[:3])
+
+
+def test_a_learner_that_cannot_go_on_or_an_unknown_setting_is_refused_at_once():
+    with pytest.raises(InputValidationError, match="cannot partial_fit"):
+        learner_for("mlp", {"solver": "lbfgs"})
+    with pytest.raises(InputValidationError, match="must be one of"):
+        learner_for("random-forest")
+    with pytest.raises(InputValidationError, match="takes no hyperparameter 'loss'"):
+        learner_for("sgd-logistic", {"loss": "hinge"})
+    with pytest.raises(InputValidationError, match="wrong type"):
+        learner_for("sgd-linear", {"alpha": "a lot"})
+    with pytest.raises(InputValidationError, match="scikit-learn refuses these sgd-logistic settings"):
+        learner_for("sgd-logistic", {"learning_rate": "constant", "eta0": 0.0})
+    rows, outcome = _data()
+    with pytest.raises(InputValidationError, match="not one of the model's 2 classes"):
+        learner_for("sgd-logistic").evaluate(_state(), rows, outcome + 5)
