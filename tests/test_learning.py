@@ -137,3 +137,34 @@ def test_a_learner_that_cannot_go_on_or_an_unknown_setting_is_refused_at_once():
     rows, outcome = _data()
     with pytest.raises(InputValidationError, match="not one of the model's 2 classes"):
         learner_for("sgd-logistic").evaluate(_state(), rows, outcome + 5)
+
+
+def test_the_committee_averages_models_as_numpy_does_without_clipping():
+    """FedAvg's secure aggregation (`learning.program.average_program`) in SPU's ABY3 simulator with the
+    federated ring: the weighted average of five stations' models equals numpy's to 1e-9, with parameters far
+    outside Flower's clipping range of +-8 and row counts up to 200,000."""
+    from spu.utils.simulation import Simulator
+
+    from prana.analyses.federated.protocol import FRACTION_BITS, RING_BITS, Roles
+    from prana.analyses.learning.program import average_input, average_program, averaged, quality_input, quality_program
+    from prana.engine.session import runtime_config
+
+    rng = np.random.default_rng(5)
+    learner = learner_for("mlp", {"hidden_layer_sizes": [4]})
+    start = learner.start(6, (0, 1, 2), seed=2)
+    roles = Roles(tuple(f"h{index}" for index in range(5)))
+    rows = [120, 4_000, 200_000, 35, 9_999]
+    models = [ModelState(start.learner, start.features, start.classes, start.hyperparameters, start.counters,
+                         {name: rng.standard_normal(array.shape) * rng.choice([1e-3, 1.0, 50.0, 1e4])
+                          for name, array in start.arrays.items()}) for _ in rows]
+    program = average_program(roles, sum(array.size for array in start.arrays.values()))
+    simulator = Simulator(3, runtime_config(3, RING_BITS, FRACTION_BITS))
+    total, = simulator(program.compile(), *[average_input(model, count) for model, count in zip(models, rows)])
+    result = averaged(start, total)
+    for name in start.arrays:
+        expected = sum(model.arrays[name] * count for model, count in zip(models, rows)) / sum(rows)
+        np.testing.assert_allclose(result.arrays[name], expected, rtol=1e-9, atol=1e-9)
+    assert float(total[0]) == sum(rows)
+    figures = [{"loss": 10.5 * (index + 1), "correct": 40.0 + index, "rows": 50.0} for index in range(5)]
+    quality, = simulator(quality_program(roles).compile(), *[quality_input(item) for item in figures])
+    np.testing.assert_allclose(quality, [157.5, 210.0, 250.0], atol=1e-9)
