@@ -24,11 +24,12 @@ Rounds of one fit (every party takes part in every round, in this order):
     time axis    each site: its deaths per  pooled deaths per grid time (and stratum), to the analyst and
       (Cox)      grid time (and stratum)     every site (the event times and pooled deaths per time)
     step k       each site: statistics at   the model's reduction (pooled log-likelihood, gradient,
-                 b_k; the first member: b_k; information), to the analyst; the Newton direction at b_k and
-                 the analyst: the threshold  whether the log-likelihood reached the threshold, to the
-                 (and, in a guided step,    analyst and every site, which compute b_k+1 themselves
-                 its guess of the inverse)  (`newton.Walk`); in a guided step also whether the direction
-                                             passed the committee's check (one bit, to everyone)
+                 b_k; the first member: b_k information), to the analyst; the Newton direction at b_k and
+                 (and, in a guided step,    whether the log-likelihood reached the threshold, to the
+                 the public scale 1/N); the analyst and every site, which compute b_k+1 themselves
+                 analyst: the threshold     (`newton.Walk`); in a guided step also whether the direction
+                 (and, in a guided step,    passed the committee's check (one bit, to everyone)
+                 its guess of the inverse)
     robust       each site: statistics at   with `robust` only, once after the fit: the sandwich covariance,
       (optional)  the fit; the analyst: the  to the analyst (`rounds.robust_program`)
                  information it holds
