@@ -67,6 +67,7 @@ from sklearn.datasets import load_breast_cancer
 from prana.analyses.cox import FederatedCoxPH
 from prana.analyses.cox import program as cox_program
 from prana.analyses.federated.protocol import FRACTION_BITS, RING_BITS
+from prana.analyses.federated.rounds import guided_from
 from prana.analyses.logistic import FederatedLogisticRegression
 from prana.analyses.logistic import program as logistic_program
 from prana.errors import PranaError
@@ -357,11 +358,12 @@ def rounds_of(model: Any) -> tuple[int, int]:
     rounds: one per evaluation, plus a plain one where a guided step failed its check (the sites compute each
     point themselves: no steering round)."""
     analyst = model.received_["analyst"]
-    steps = sum(1 for item in analyst if item[0] in ("step", "guided step") and item[1] == "log_likelihood")
-    evaluations = steps - sum(1 for item in analyst if item[0] == "step" and item[1] == "log_likelihood") + 1 \
-        if any(item[0] == "guided step" for item in analyst) else steps
+    plain, guided = (sum(1 for item in analyst if item[0] == name and item[1] == "log_likelihood")
+                     for name in ("step", "guided step"))
+    # every plain round after the first guided_from ones re-evaluated a point whose guided check failed
+    evaluations = guided + min(plain, guided_from(model.model)) if guided else plain
     setup = len({item[0] for item in analyst if item[0] in ("overview", "time_axis")})
-    return setup + steps, evaluations
+    return setup + plain + guided, evaluations
 
 
 def human_bytes(count: float) -> str:

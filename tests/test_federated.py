@@ -256,7 +256,6 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     (`Walk`) for the next point."""
     from prana.analyses.cox.program import TieTerms, reduction, site_statistics, statistics_size
     from prana.analyses.federated.newton import Walk, guess_for, guided_solve, newton, solve
-    from prana.analyses.federated.data import Specification
     from prana.analyses.federated.rounds import guided_from
 
     rossi = load_rossi().assign(week=lambda frame: np.ceil(frame["week"] / 8))          # heavy ties
@@ -266,7 +265,7 @@ def test_the_secure_programs_in_plaintext_equal_lifelines_with_heavy_ties():
     times = np.unique(rossi.loc[rossi.arrest == 1, "week"].to_numpy(float))
     deaths = np.array([((rossi.week == time) & (rossi.arrest == 1)).sum() for time in times])
     assert deaths.max() >= 20
-    first = guided_from(Specification(model="cox", covariates=tuple(ROSSI_COVARIATES)))
+    first = guided_from("cox")
     for ties in ("efron", "breslow"):
         terms, walk = TieTerms.of(deaths, ties), Walk(width, 1e-8, 50)      # the sites' copy of the walk
 

@@ -48,6 +48,7 @@ def preload() -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    importlib.import_module("prana.engine.program").source_digest()   # once here, not in every party (33 ms)
     loaded = [name for name in THREADED if name in sys.modules]
     if loaded:
         raise RuntimeError(f"the fork server must not load {loaded[0]} (it starts threads); a preloaded module "

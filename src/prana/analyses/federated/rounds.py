@@ -177,8 +177,9 @@ GUIDED = "guided step"         # the round of a guided evaluation (`newton.guide
 GUIDED_MAX_TERMS = 10_000      # Efron terms above which a fit never runs guided steps (see `uses_guided`)
 
 
-def guided_from(spec: Specification) -> int:
-    """The first evaluation (from 0) that tries the guided program (a public rule, alike at every party).
+def guided_from(model: str) -> int:
+    """The first evaluation (from 0) of a `model` fit that tries the guided program (a public rule, alike at
+    every party).
 
     The start has no guess. For Cox the second point does not either: its guess would be the inverse
     information at the start, and the first full step changes the information most (rossi: the spectral
@@ -187,7 +188,7 @@ def guided_from(spec: Specification) -> int:
     at b = 0 with centred covariates, where every row's weight p (1 - p) is 1/4, its largest: every later
     information is below the start's, so the eigenvalues of A_k A_0^-1 lie in (0, 1] and the refinement
     converges from the second point on (1M rows: 0.35 at the second point)."""
-    return 1 if spec.model == "logistic" else 2
+    return 1 if model == "logistic" else 2
 
 
 def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
@@ -208,7 +209,7 @@ def guided_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scal
     """The fit's guided step program, or None if it has none (`uses_guided`)."""
     if not uses_guided(spec, axis):
         return None
-    return Guided(step_program(roles, spec, axis, scale, guided=True), guided_from(spec))
+    return Guided(step_program(roles, spec, axis, scale, guided=True), guided_from(spec.model))
 
 
 def run_point(party: Party, received: "Received", step: Any, guided: Guided | None, evaluation: int,

@@ -28,10 +28,10 @@ from prana.errors import InputValidationError, MalformedMessage
 
 def learner_for(name: str, hyperparameters: dict[str, Any] | None = None) -> "Learner":
     """The learner called `name` with these hyperparameters (checked now, before any station trains)."""
-    classes = {"sgd-logistic": SGDLogistic, "sgd-linear": SGDLinear, "mlp": MLP}
-    if name not in classes:
-        raise InputValidationError(f"--model must be one of {', '.join(classes)}, not {name!r}")
-    learner = classes[name](dict(hyperparameters or {}))
+    kinds = {"sgd-logistic": SGDLogistic, "sgd-linear": SGDLinear, "mlp": MLP}
+    if name not in kinds:
+        raise InputValidationError(f"--model must be one of {', '.join(kinds)}, not {name!r}")
+    learner = kinds[name](dict(hyperparameters or {}))
     if name == "mlp" and learner.hyperparameters.get("solver", "adam") not in ("adam", "sgd"):
         raise InputValidationError(f"an mlp with solver {learner.hyperparameters['solver']!r} cannot partial_fit; "
                                    "use adam or sgd")
@@ -95,11 +95,10 @@ class Learner:
         return estimator
 
     def start(self, features: int, classes: tuple[Any, ...], seed: int) -> ModelState:
-        """All-zero linear weights; an MLP's weights drawn as scikit-learn draws them (from `seed`)."""
+        """All-zero weights (the SGD learners; the MLP draws its own)."""
         shapes = expected_shapes(self.name, features, classes, self.hyperparameters)
-        counters = {name: 0 for name in ("t", "iterations", "optimizer_t")[:3 if self.name == "mlp" else 2]}
-        counters["t"] = 1.0
-        return ModelState(self.name, features, tuple(classes), dict(self.hyperparameters), counters,
+        return ModelState(self.name, features, tuple(classes), dict(self.hyperparameters),
+                          {"t": 1.0, "iterations": 0},                   # scikit-learn's SGD starts t at 1
                           {name: np.zeros(shape) for name, shape in shapes.items()})
 
     def train(self, state: ModelState, rows: np.ndarray, outcome: np.ndarray, *, epochs: int = 1,

@@ -24,6 +24,7 @@ import numpy as np
 from prana.analyses.federated.protocol import Roles, sum_program
 from prana.analyses.learning.state import ModelState
 from prana.engine.program import SecureProgram
+from prana.errors import MalformedMessage
 
 QUALITY = ("loss", "correct", "rows")
 
@@ -52,7 +53,8 @@ def averaged(state: ModelState, total: np.ndarray) -> ModelState:
         arrays[name] = flat[offset:offset + array.size].reshape(array.shape)
         offset += array.size
     if offset != flat.size or not rows > 0:
-        raise ValueError("the average does not fit the model's arrays")
+        raise MalformedMessage(f"the committee's average holds {flat.size} values for a model of {offset}, or "
+                               "counts no rows")
     return ModelState(state.learner, state.features, state.classes, dict(state.hyperparameters),
                       dict(state.counters), arrays)
 
