@@ -129,3 +129,67 @@ def test_robust_errors_need_three_sites_and_strata_need_cox(tmp_path):
     run = prana("learn", "local", "--data", data, "--model", "logistic", "--target-column", "arrest",
                 "--covariates", "fin,age", "--strata", "race", "--out", "out", cwd=tmp_path)
     assert run.returncode == 2 and "--strata applies to --model cox only" in said(run)
+
+
+# -- the travelling model and FedAvg (--model sgd-logistic | sgd-linear | mlp) -----------------------------------
+
+def _cancer_sites(folder: Path, change=None) -> str:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 4, 30]]
+    frame.columns = ["radius", "texture", "perimeter", "area", "smoothness", "y"]
+    frame = frame.astype({"texture": object})
+    frame = change(frame) if change else frame
+    return write_sites(folder, frame, bounds=(190, 380))
+
+
+def test_a_travelling_model_writes_the_contracted_files_and_a_missed_target_is_a_note(tmp_path):
+    data = _cancer_sites(tmp_path)
+    run = prana("learn", "local", "--model", "sgd-logistic", "--strategy", "travel", "--data", data,
+                "--rounds", "2", "--target", "1.0", "--seed", "4", "--order", "h2,h3,h1", "--set", "alpha=0.01",
+                "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, said(run)
+    history = pd.read_csv(tmp_path / "out" / "history.csv")
+    assert list(history.columns) == ["round", "strategy", "validation_loss", "validation_accuracy", "site", "order"]
+    assert history["site"].tolist() == ["h1", "h1"] and set(history["strategy"]) == {"travel"}
+    coefficients = pd.read_csv(tmp_path / "out" / "coefficients.csv")
+    assert list(coefficients.columns) == ["covariate", "coef"]
+    assert coefficients["covariate"].tolist() == ["intercept", "radius", "texture", "perimeter", "area", "smoothness"]
+    model = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert model["learner"] == "sgd-logistic" and model["hyperparameters"] == {"alpha": 0.01}
+    assert np.array(model["arrays"]["coef"]).shape == (1, 5) and len(model["scaling"]["mean"]) == 5
+    assert (tmp_path / "out" / "quality.png").stat().st_size > 5000
+    assert "note: the target accuracy 1 was not reached within 2 rounds" in said(run)
+
+
+@pytest.mark.parametrize("change, extra, sentence", [
+    (_set("y", 5, 2), [], "row 6 of h1.csv, column 'y' is not one of the classes 0, 1"),
+    (_set("texture", 200, "rough"), [], "row 11 of h2.csv, column 'texture' is empty or not a number"),
+    (None, ["--target-column", "z"], "h1.csv has no target column 'z'"),
+    (None, ["--set", "alpha=-1"], "scikit-learn refuses these sgd-logistic settings"),
+    (None, ["--set", "colour=red"], "sgd-logistic takes no hyperparameter 'colour'"),
+])
+def test_bad_input_to_a_learner_gets_one_sentence(tmp_path, change, extra, sentence):
+    data = _cancer_sites(tmp_path, change)
+    run = prana("learn", "local", "--model", "sgd-logistic", "--strategy", "fedavg", "--data", data,
+                "--rounds", "1", *extra, "--out", "out", cwd=tmp_path)
+    assert run.returncode == 4, said(run)
+    assert sentence in said(run)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_target_column_missing_at_one_site_and_differing_columns_are_refused(tmp_path):
+    data = _cancer_sites(tmp_path)
+    frame = pd.read_csv(tmp_path / "h3.csv")
+    frame.drop(columns="y").to_csv(tmp_path / "h3.csv", index=False)
+    run = prana("learn", "local", "--model", "mlp", "--strategy", "fedavg", "--data", data, "--out", "out",
+                cwd=tmp_path)
+    assert run.returncode == 4 and "the sites' columns differ: h3.csv and h1.csv disagree on column 'y'" in said(run)
+    frame.drop(columns="y").to_csv(tmp_path / "h3.csv", index=False)
+    for path in ("h1.csv", "h2.csv"):
+        pd.read_csv(tmp_path / path).drop(columns="y").to_csv(tmp_path / path, index=False)
+    run = prana("learn", "local", "--model", "mlp", "--strategy", "fedavg", "--data", data, "--out", "out",
+                cwd=tmp_path)
+    assert run.returncode == 4 and "h1.csv has no target column 'y'" in said(run)
+    run = prana("learn", "local", "--model", "sgd-linear", "--data", data, "--out", "out", cwd=tmp_path)
+    assert run.returncode != 0 and "--model sgd-linear needs --strategy travel or fedavg" in said(run)

@@ -16,7 +16,7 @@ from sklearn.neural_network import MLPClassifier
 from prana.analyses.learning.learners import learner_for
 from prana.analyses.learning.state import ModelState, decode_state, describe, encode_state
 from prana.engine import wire
-from prana.errors import InputValidationError, MalformedMessage
+from prana.errors import InputValidationError, MalformedMessage, PeerTimeout
 
 
 def _data(classes: int = 2):
@@ -146,7 +146,8 @@ def test_the_committee_averages_models_as_numpy_does_without_clipping():
     from spu.utils.simulation import Simulator
 
     from prana.analyses.federated.protocol import FRACTION_BITS, RING_BITS, Roles
-    from prana.analyses.learning.program import average_input, average_program, averaged, quality_input, quality_program
+    from prana.analyses.learning.program import (average_input, average_program, averaged, quality_input,
+                                                 quality_program, size_of)
     from prana.engine.session import runtime_config
 
     rng = np.random.default_rng(5)
@@ -157,7 +158,7 @@ def test_the_committee_averages_models_as_numpy_does_without_clipping():
     models = [ModelState(start.learner, start.features, start.classes, start.hyperparameters, start.counters,
                          {name: rng.standard_normal(array.shape) * rng.choice([1e-3, 1.0, 50.0, 1e4])
                           for name, array in start.arrays.items()}) for _ in rows]
-    program = average_program(roles, sum(array.size for array in start.arrays.values()))
+    program = average_program(roles, size_of(start))
     simulator = Simulator(3, runtime_config(3, RING_BITS, FRACTION_BITS))
     total, = simulator(program.compile(), *[average_input(model, count) for model, count in zip(models, rows)])
     result = averaged(start, total)
@@ -167,4 +168,59 @@ def test_the_committee_averages_models_as_numpy_does_without_clipping():
     assert float(total[0]) == sum(rows)
     figures = [{"loss": 10.5 * (index + 1), "correct": 40.0 + index, "rows": 50.0} for index in range(5)]
     quality, = simulator(quality_program(roles).compile(), *[quality_input(item) for item in figures])
-    np.testing.assert_allclose(quality, [157.5, 210.0, 250.0], atol=1e-9)
+    np.testing.assert_allclose(quality, [157.5, 210.0, 250.0, 0.0, 0.0], atol=1e-9)
+
+
+def test_a_learner_that_cannot_partial_fit_and_settings_that_do_not_travel_are_refused():
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import SGDClassifier
+
+    from prana.analyses.learning.estimator import learner_of
+
+    with pytest.raises(InputValidationError, match="a RandomForestClassifier cannot partial_fit"):
+        learner_of(RandomForestClassifier())
+    with pytest.raises(InputValidationError, match="travels with loss='log_loss'"):
+        learner_of(SGDClassifier())
+    with pytest.raises(InputValidationError, match="setting class_weight='balanced' does not travel"):
+        learner_of(SGDClassifier(loss="log_loss", class_weight="balanced"))
+    assert learner_of(SGDClassifier(loss="log_loss", alpha=0.01, random_state=4)) == ("sgd-logistic", {"alpha": 0.01})
+
+
+def test_the_carrier_can_neither_read_alter_redirect_nor_replay_a_hand_over(tmp_path):
+    """FolderMailbox plays the hub's part: what it holds is sealed to the recipient and signed by the sender;
+    a flipped byte, a hand-over moved to another name or recipient, or one of another task is refused."""
+    import shutil
+
+    from prana.analyses.learning.mailbox import FolderMailbox
+    from prana.config import Federation
+    from prana.engine.local import local_federation
+
+    federation = Federation.load(local_federation(tmp_path / "fed", ["h1", "h2", "h3"]))
+    root = tmp_path / "carrier"
+    sender = FolderMailbox(root, federation, "h1", "task1", wait=0.5)
+    payload = b"model frame" * 20
+    size = sender.send("h2", "handover-c1-p1", payload)
+    sealed = (root / "h2" / "handover-c1-p1").read_bytes()
+    assert size == len(sealed) and payload not in sealed
+    assert FolderMailbox(root, federation, "h2", "task1").receive("h1", "handover-c1-p1") == (payload, size)
+    with pytest.raises(MalformedMessage, match="a model 'handover-c1-p1' for h2 was handed over already"):
+        sender.send("h2", "handover-c1-p1", payload)
+    # the carrier flips one byte
+    (root / "h2" / "handover-c2-p1").write_bytes(sealed[:-1] + bytes([sealed[-1] ^ 1]))
+    with pytest.raises(MalformedMessage, match="does not open"):
+        FolderMailbox(root, federation, "h2", "task1").receive("h1", "handover-c2-p1")
+    # ... replays it under another name, to another station, or in another task
+    shutil.copy(root / "h2" / "handover-c1-p1", root / "h2" / "cycle-1")
+    with pytest.raises(MalformedMessage, match="does not open"):
+        FolderMailbox(root, federation, "h2", "task1").receive("h1", "cycle-1")
+    (root / "h3").mkdir()
+    shutil.copy(root / "h2" / "handover-c1-p1", root / "h3" / "handover-c1-p1")
+    with pytest.raises(MalformedMessage, match="does not open"):
+        FolderMailbox(root, federation, "h3", "task1").receive("h1", "handover-c1-p1")
+    with pytest.raises(MalformedMessage, match="does not open"):
+        FolderMailbox(root, federation, "h2", "task2").receive("h1", "handover-c1-p1")
+    # ... or claims that another station sent it
+    with pytest.raises(MalformedMessage, match="from h3"):
+        FolderMailbox(root, federation, "h2", "task1").receive("h3", "handover-c1-p1")
+    with pytest.raises(PeerTimeout, match="the model from h1 did not arrive within 0.5 s"):
+        FolderMailbox(root, federation, "h2", "task1", wait=0.5).receive("h1", "handover-c9-p1")

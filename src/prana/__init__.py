@@ -21,7 +21,9 @@ from prana.errors import (  # noqa: E402  (curated re-exports only; importing pr
 
 _ESTIMATORS = {"FederatedCoxPH": "prana.analyses.cox.model",
                "FederatedLogisticRegression": "prana.analyses.logistic.model",
-               "FederatedKaplanMeier": "prana.analyses.kaplan_meier.model"}
+               "FederatedKaplanMeier": "prana.analyses.kaplan_meier.model",
+               "TravellingModel": "prana.analyses.learning.estimator",
+               "FederatedAveraging": "prana.analyses.learning.estimator"}
 
 
 def __getattr__(name: str):
@@ -43,5 +45,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["__version__", "Client", "cluster_local", "FederatedCoxPH", "FederatedLogisticRegression",
-           "FederatedKaplanMeier", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation",
+           "FederatedKaplanMeier", "TravellingModel", "FederatedAveraging", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation",
            "ProtocolError", "MalformedMessage", "PeerAborted", "PeerTimeout", "ConvergenceError", "NotFittedError"]

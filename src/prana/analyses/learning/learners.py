@@ -71,6 +71,10 @@ class Learner:
     def _new(self, seed: int) -> Any:
         raise NotImplementedError
 
+    def template(self) -> Any:
+        """A fresh scikit-learn estimator with these settings (what `estimator.learner_of` reads back)."""
+        return self._new(0)
+
     def _arrays(self, estimator: Any) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
@@ -117,12 +121,15 @@ class Learner:
         return self.state_of(estimator, state.features, state.classes)
 
     def evaluate(self, state: ModelState, rows: np.ndarray, outcome: np.ndarray) -> dict[str, float]:
-        """Sums over the rows: "loss" (log loss, or squared error), "correct" (classifiers) and "rows"."""
+        """Sums over the rows: "loss" (log loss, or squared error), "correct" (classifiers), "rows", and for a
+        regressor "sum_y" and "sum_y2" (so that R^2 can be pooled)."""
         estimator = self.estimator(state)
         rows, outcome = np.asarray(rows, dtype=np.float64), np.asarray(outcome)
         if not self.classifier:
-            error = estimator.predict(rows) - outcome.astype(float)
-            return {"loss": float(error @ error), "rows": float(len(outcome))}
+            outcome = outcome.astype(float)
+            error = estimator.predict(rows) - outcome
+            return {"loss": float(error @ error), "rows": float(len(outcome)), "sum_y": float(outcome.sum()),
+                    "sum_y2": float(outcome @ outcome)}
         known = np.asarray(state.classes)
         if not np.all(np.isin(outcome, known)):
             raise InputValidationError(f"the outcome has a label that is not one of the model's "

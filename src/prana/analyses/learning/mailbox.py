@@ -1,0 +1,91 @@
+"""How the travelling model goes from one station to the next: signed by the sender, sealed to the
+recipient, left with a carrier that sees ciphertext only.
+
+    mailbox.send("h2", "handover-c1-p1", frame)        # sign as me, seal to h2's sealing certificate
+    frame = mailbox.receive("h1", "handover-c1-p1")    # wait for it; open with my key, check h1 signed it
+
+On one machine (`prana learn local`) the carrier is a folder the parent process keeps (`FolderMailbox`),
+which plays the hub's part: it stores a sealed hand-over once and never replaces it. Either way the payload is packed and signed
+with `prana.signed.pack_result` (task, sender, recipient, name and the payload's SHA-256) and sealed with
+`prana.hub.sealing.seal` (ECIES to the recipient's sealing certificate, with the task and name bound in), so
+the carrier can neither read, alter, redirect nor replay a hand-over as another one: the recipient checks
+every one of those fields and the sender's signature against the federation's CA.
+
+A hand-over that does not arrive within the wait is a PeerTimeout naming the sender; one that does not open
+or verify is a MalformedMessage (one sentence each, never a value).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from prana.config import Federation
+from prana.errors import MalformedMessage, PeerAborted, PeerTimeout
+
+POLL = 0.05
+
+
+def _seal_to(federation: Federation, me: str, recipient: str, task: str, name: str, payload: bytes) -> bytes:
+    from prana.hub.sealing import seal
+    from prana.signed import pack_result, verified_certificate
+
+    certificate = federation.sealing_certificate_of(recipient).read_bytes()
+    verified_certificate(federation, certificate, recipient, what=f"the sealing certificate of {recipient}",
+                         sealing=True)
+    signed = pack_result(federation.private_key_path(me).read_bytes(), task=task, sender=me, recipient=recipient,
+                         name=name, payload=payload)
+    return seal(certificate, signed, context=f"{task}/{name}".encode())
+
+
+def _open_from(federation: Federation, me: str, sender: str, task: str, name: str, sealed: bytes) -> bytes:
+    from prana.hub.sealing import unseal
+    from prana.pki import KeyPair, sealing_pair
+    from prana.signed import open_result
+
+    pair = sealing_pair(KeyPair(federation.certificate_path(me), federation.private_key_path(me)))
+    try:
+        data = unseal(pair.private_key.read_bytes(), sealed, context=f"{task}/{name}".encode())
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"the model {name!r} from {sender} does not open: {exc}", peer=sender) from None
+    return open_result(federation, data, task=task, recipient=me, name=name, sender=sender,
+                       certificate_pem=federation.certificate_of(sender).read_bytes()).payload
+
+
+class FolderMailbox:
+    """The carrier on one machine: sealed files in `root`/<recipient>/<name> (the parent process's folder)."""
+
+    def __init__(self, root: Path | str, federation: Federation, me: str, task: str, *, wait: float = 300.0,
+                 alive: Callable[[], bool] | None = None) -> None:
+        self.root, self.federation, self.me, self.task, self.wait = Path(root), federation, me, task, wait
+        self.alive = alive
+
+    def send(self, recipient: str, name: str, payload: bytes) -> int:
+        sealed = _seal_to(self.federation, self.me, recipient, self.task, name, payload)
+        folder = self.root / recipient
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = folder / name
+        temporary = folder / f".{name}.{os.getpid()}"
+        temporary.write_bytes(sealed)
+        try:
+            os.link(temporary, target)          # never replaces: a second hand-over of one name fails
+        except FileExistsError:
+            raise MalformedMessage(f"a model {name!r} for {recipient} was handed over already") from None
+        finally:
+            temporary.unlink(missing_ok=True)
+        return len(sealed)
+
+    def receive(self, sender: str, name: str) -> tuple[bytes, int]:
+        """The payload and the sealed size."""
+        path = self.root / self.me / name
+        deadline = time.monotonic() + self.wait
+        while not path.is_file():
+            if self.alive is not None and not self.alive():
+                raise PeerAborted(f"the task ended while {self.me} waited for the model from {sender}", peer=sender)
+            if time.monotonic() > deadline:
+                raise PeerTimeout(f"the model from {sender} did not arrive within {self.wait:g} s", peer=sender)
+            time.sleep(POLL)
+        sealed = path.read_bytes()
+        return _open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)

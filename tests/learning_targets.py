@@ -1,0 +1,46 @@
+"""Process targets for tests/test_learning_processes.py: stations that misbehave."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def wrong_shape_station(**kwargs: Any) -> dict[str, Any]:
+    """An honest station, except that the model it hands on has a coefficient array of the wrong shape
+    (properly signed and sealed: the insider attack, not the carrier's)."""
+    import numpy as np
+
+    import prana.analyses.learning.strategies as strategies
+    from prana.analyses.learning.local import station_worker
+    from prana.engine import wire
+
+    def send(self, recipient, name, state, cycle):
+        arrays = {"coef": np.ones((1, 5)), "intercept": np.zeros(1)}
+        header = {"session": self.session, "step": name, "version": 1, "learner": state.learner,
+                  "features": state.features, "classes": list(state.classes),
+                  "hyperparameters": state.hyperparameters, "counters": state.counters,
+                  "arrays": [{"name": key, "dtype": "float64", "shape": list(value.shape)}
+                             for key, value in arrays.items()]}
+        frame = wire.encode(wire.Frame(wire.Kind.MODEL, header, [value.astype("<f8").tobytes()
+                                                                 for value in arrays.values()]))
+        self.mailbox.send(recipient, name, frame)
+
+    strategies.Steps.send = send
+    return station_worker(**kwargs)
+
+
+def dying_station(**kwargs: Any) -> dict[str, Any]:
+    """A station whose process dies (as a crash would) when it is to train in the second round."""
+    import prana.analyses.learning.strategies as strategies
+    from prana.analyses.learning.local import station_worker
+
+    honest = strategies.Steps.train
+
+    def train(self, state, round_number):
+        if round_number == 2:
+            os._exit(3)
+        return honest(self, state, round_number)
+
+    strategies.Steps.train = train
+    return station_worker(**kwargs)
