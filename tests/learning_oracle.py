@@ -28,7 +28,9 @@ def weighted_average(models: list[ModelState], rows: list[int]) -> ModelState:
     return ModelState(first.learner, first.features, first.classes, dict(first.hyperparameters), counters, arrays)
 
 
-def plain_run(spec: LearnSpec, paths: dict[str, Any]) -> dict[str, Any]:
+def plain_run(spec: LearnSpec, paths: dict[str, Any], absent: dict[str, int] | None = None) -> dict[str, Any]:
+    """`absent`: a station FedAvg went on without, and the first round it missed."""
+    absent = dict(absent or {})
     stations = {name: StationRows.load(path, spec, station=name) for name, path in paths.items()}
     features = len(spec.features)
     totals = sum(rows.overview() for rows in stations.values())
@@ -38,13 +40,13 @@ def plain_run(spec: LearnSpec, paths: dict[str, Any]) -> dict[str, Any]:
     learner = learner_for(spec.learner, spec.hyperparameters)
     state = learner.start(features, tuple(spec.classes), seed=spec.seed)
     history = []
-    names = tuple(paths)
     for round_number in range(1, spec.rounds + 1):
         def train(model: ModelState, name: str) -> ModelState:
             rows = stations[name]
             return learner.train(model, rows.train_x, rows.train_y, epochs=spec.epochs,
                                  seed=seed_for(spec, round_number, name))
 
+        names = tuple(name for name in paths if absent.get(name, spec.rounds + 1) > round_number)
         if spec.strategy == "fedavg" or spec.handover == "aggregated":
             state = weighted_average([train(state, name) for name in names],
                                      [stations[name].rows for name in names])
@@ -52,7 +54,7 @@ def plain_run(spec: LearnSpec, paths: dict[str, Any]) -> dict[str, Any]:
             for name in spec.route(names, round_number):
                 state = train(state, name)
         sums = {"loss": 0.0, "correct": 0.0, "rows": 0.0, "sum_y": 0.0, "sum_y2": 0.0}
-        for rows in stations.values():
+        for rows in (stations[name] for name in names):
             for key, value in learner.evaluate(state, rows.valid_x, rows.valid_y).items():
                 sums[key] += value
         if spec.classifier:

@@ -36,7 +36,7 @@ def cancer(tmp_path_factory):
     frame = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
     test, rest = frame.iloc[:120], frame.iloc[120:]
     paths = {}
-    for index, part in enumerate(np.array_split(rest, 3)):
+    for index, part in enumerate(rest.iloc[rows] for rows in np.array_split(np.arange(len(rest)), 3)):
         paths[f"h{index + 1}"] = folder / f"h{index + 1}.csv"
         part.to_csv(paths[f"h{index + 1}"], index=False)
     features = [column for column in frame.columns if column != "target"]
@@ -52,10 +52,10 @@ def pooled_accuracy(cancer) -> float:
     return model.score(scaler.transform(test[features]), test["target"])
 
 
-def check_against_oracle(model, spec: LearnSpec, paths) -> None:
+def check_against_oracle(model, spec: LearnSpec, paths, absent=None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected = plain_run(spec, paths)
+        expected = plain_run(spec, paths, absent)
     for name, array in expected["state"].arrays.items():
         np.testing.assert_allclose(model.model_.arrays[name], array, rtol=0, atol=1e-6, err_msg=name)
     assert len(model.history_) == len(expected["history"])
@@ -165,3 +165,39 @@ def test_a_station_that_dies_in_the_middle_fails_the_travelling_model_cleanly(ca
     with pytest.raises(PranaError):
         model.write(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_fedavg_goes_on_without_a_station_that_dies_and_says_so(cancer, tmp_path):
+    """Four stations: h4 (an input client of the ABY3 committee h1-h3) dies when it is to train in round 2.
+    The committee's roll call leaves it out; the rounds complete on three, as the plaintext FedAvg without h4
+    from round 2 does."""
+    frame = pd.concat([pd.read_csv(path) for path in cancer["paths"].values()], ignore_index=True)
+    paths = {}
+    for index, part in enumerate(frame.iloc[rows] for rows in np.array_split(np.arange(len(frame)), 4)):
+        paths[f"h{index + 1}"] = tmp_path / f"h{index + 1}.csv"
+        part.to_csv(paths[f"h{index + 1}"], index=False)
+    spec = LearnSpec("sgd-logistic", "fedavg", tuple(cancer["features"]), "target", hyperparameters=SETTINGS,
+                     rounds=3, seed=5)
+    result = learn_local(spec, paths, workers={"h4": "learning_targets:dying_station"}, extra_path=[str(TESTS)],
+                         step=30.0)
+    assert [row["stations"] for row in result["history"]] == [4, 3, 3]
+    assert result["notes"] == ["h4 dropped out in round 2; the round completed on 3 stations"]
+    model = FederatedAveraging().load(result, spec)
+    check_against_oracle(model, spec, paths, absent={"h4": 2})
+    dropped = [record for record in result["audit"]["h1"] if record["audit"] == "stations-dropped"]
+    assert dropped == [{"audit": "stations-dropped", "round": 2, "stations": ["h4"], "remaining": 3}]
+
+
+def test_fedavg_stops_cleanly_when_fewer_than_the_minimum_remain(cancer, tmp_path):
+    frame = pd.concat([pd.read_csv(path) for path in cancer["paths"].values()], ignore_index=True)
+    paths = {}
+    for index, part in enumerate(frame.iloc[rows] for rows in np.array_split(np.arange(len(frame)), 4)):
+        paths[f"h{index + 1}"] = tmp_path / f"h{index + 1}.csv"
+        part.to_csv(paths[f"h{index + 1}"], index=False)
+    spec = LearnSpec("sgd-logistic", "fedavg", tuple(cancer["features"]), "target", hyperparameters=SETTINGS,
+                     rounds=3, min_stations=4)
+    with pytest.raises(PeerAborted) as caught:
+        learn_local(spec, paths, workers={"h4": "learning_targets:dying_station"}, extra_path=[str(TESTS)],
+                    step=30.0)
+    assert str(caught.value) == ("only 3 stations remain after h4 dropped out in round 2, fewer than the minimum "
+                                 "of 4")

@@ -146,11 +146,13 @@ def write_atomically(frame: pd.DataFrame, path: Path) -> None:
 # -- the station side -------------------------------------------------------------------------------------------
 
 def follow_parties(committee: LocalCommittee, parties: list[str], *, timeout: float, late: str,
-                   on_tick: Callable[[], None] | None = None, grace: float = 3.0) -> dict[str, dict[str, Any]]:
+                   on_tick: Callable[[], None] | None = None, grace: float = 3.0,
+                   tolerate: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Wait for the local processes of `parties` (`committee.poll`), calling `on_tick()` at every poll (to
     pass progress on). Once one of them fails, the others get `grace` seconds to stop on their own (they
     fail within seconds of a peer's error, and what they say is kept); then any still running is killed.
-    PeerTimeout(`late`) after `timeout` seconds."""
+    The failure of a party in `tolerate` (one the others go on without) stops nobody. PeerTimeout(`late`)
+    after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     results: dict[str, dict[str, Any]] = {}
     while len(results) < len(parties):
@@ -159,7 +161,7 @@ def follow_parties(committee: LocalCommittee, parties: list[str], *, timeout: fl
                 results[party] = result
         if on_tick is not None:
             on_tick()
-        if any("error" in result for result in results.values()):
+        if any("error" in result for party, result in results.items() if party not in tolerate):
             time.sleep(grace)
             for party in parties:
                 if party not in results:

@@ -19,7 +19,7 @@ from prana.engine import wire
 from prana.engine.channel import Channel, connect
 from prana.engine.program import SecureProgram
 from prana.engine.session import CLIENT_PREFIX, ENGINE_VERSION, Timeouts, runtime_config, stop_reason
-from prana.errors import ConfigError
+from prana.errors import ConfigError, PeerAborted, ProtocolError
 
 
 class InputClient:
@@ -89,6 +89,21 @@ class InputClient:
                                        expected_name=spec.name, peer=channel.peer) for channel in self.channels]
             revealed[spec.name] = np.asarray(io.reconstruct(shares))
         return revealed
+
+    def roll_call(self, step: str) -> list[str]:
+        """Say that this client is ready for the next run (`CommitteeSession.roll_call`) and return the clients
+        the members kept. PeerAborted if they went on without this one."""
+        for channel in self.channels:
+            channel.send(wire.Frame(wire.Kind.CONTROL, {"session": self.session, "step": step, "ready": True}))
+        lists = [channel.recv(step=f"{step}:present", timeout=2 * self.timeouts.step,
+                              kinds=(wire.Kind.CONTROL,)).header.get("present") for channel in self.channels]
+        if any(present != lists[0] for present in lists) or not isinstance(lists[0], list):
+            raise ProtocolError(f"the committee's members disagree on who takes part in step {step!r}",
+                                task=self.session, step=step)
+        if self.me not in lists[0]:
+            raise PeerAborted(f"the committee went on without {self.me} in step {step!r} (it was too late)",
+                              task=self.session, step=step)
+        return [str(name) for name in lists[0]]
 
     def close(self, error: str | None = None) -> None:
         for channel in self.channels:

@@ -425,6 +425,41 @@ class CommitteeSession:
             self.clients[name] = arrival.accept(self._hello(""))
         return self.clients[name]
 
+    def roll_call(self, step: str, clients: list[str], wait: float | None = None) -> list[str]:
+        """Which of `clients` are still here, as every member agrees. Each client says it is ready (a control
+        message of `step`, `InputClient.roll_call`); a member waits for each up to `wait` seconds in all (the
+        step timeout by default), then the members exchange whom they heard and keep the clients that every
+        member heard, in the order given. Each client heard is told the list (so one left out stops with a
+        sentence instead of waiting); the connection of every client left out is closed for good. Used where
+        an analysis goes on without a client that dropped out (FedAvg)."""
+        deadline = time.monotonic() + (self.timeouts.step if wait is None else wait)
+        heard: list[str] = []
+        for name in clients:
+            channel = self.clients.get(name)
+            if channel is None or channel.closed:
+                continue
+            try:
+                channel.recv(step=step, timeout=max(0.05, deadline - time.monotonic()), kinds=(wire.Kind.CONTROL,))
+                heard.append(name)
+            except (PeerAborted, PeerTimeout, MalformedMessage):
+                channel.close()
+        agreed = set(heard)
+        for reply in self.exchange(f"{step}:heard", {"heard": heard}).values():
+            agreed &= set(reply.get("heard") or [])
+        present = [name for name in clients if name in agreed]
+        for name in heard:
+            try:
+                self.clients[name].send(wire.Frame(wire.Kind.CONTROL, {"session": self.session,
+                                                                      "step": f"{step}:present",
+                                                                      "present": present}))
+            except PeerAborted:
+                pass
+        for name in clients:
+            if name not in present and name in self.clients:
+                self.clients.pop(name).close()
+        self._event("roll call", step=step, present=present)
+        return present
+
     def _recv_output(self, member: str, step: str, name: str) -> Any:
         frame = self.peers[member].recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
         return wire.frame_share(frame, expected_name=name, peer=member)

@@ -1,6 +1,6 @@
 """The two strategies as one station runs them: the travelling model and federated averaging.
 
-Every station runs `station_steps` in its own process. The stations are the parties of one secure session
+Every station runs `Steps.run` in its own process. The stations are the parties of one secure session
 (`federated.protocol`: the two stations with CHEETAH, or the first three with ABY3 and every other station
 an input client); the travelling model's hand-overs go through a `mailbox` (sealed, station to station).
 Every decision (the route, when to stop) is a function of public values and of sums that every station
@@ -18,6 +18,10 @@ receives alike, so all stations take the same path without a coordinator.
                     With handover "aggregated", every station trains from the cycle's model instead and
                     the committee adds the row-weighted updates, as in a FedAvg round.
     stop            after the quality round in which the pooled score reaches `target`, or after `rounds`.
+    dropout         before each of FedAvg's secure sums the members call the roll (`CommitteeSession.
+                    roll_call`): a station that is not an ABY3 member and did not report in time is left out
+                    for the rest of the task, with a note, while at least `min_stations` remain. A member's
+                    loss ends the task (ABY3 needs all three), and so does any loss in travel.
 
 Who learns what:
 
@@ -57,7 +61,8 @@ from prana.analyses.learning.learners import Learner, learner_for
 from prana.analyses.learning.program import (average_input, average_program, averaged, overview_program,
                                              quality_input, quality_of, quality_program, size_of)
 from prana.analyses.learning.state import ModelState, decode_state, describe, encode_state
-from prana.errors import MalformedMessage
+from prana.engine.session import CommitteeSession
+from prana.errors import MalformedMessage, PeerAborted
 
 Record = Callable[[str, dict[str, Any]], None]
 
@@ -96,6 +101,30 @@ class Steps:
         self.me, self.session, self.mailbox = party.me, session, mailbox
         self.record, self.progress = record, progress
         self.learner: Learner = learner_for(spec.learner, spec.hyperparameters)
+        self.notes: list[str] = []
+
+    def present(self, round_number: int, what: str) -> None:
+        """FedAvg's roll call before a secure sum: the committee goes on without a station (an input client)
+        that dropped out, while at least `min_stations` remain. A member that drops out ends the session."""
+        clients = [station for station in self.roles.sites if station not in self.roles.committee]
+        if not clients:
+            return
+        step = f"roll-r{round_number}-{what}"
+        endpoint = self.party.endpoint
+        here = endpoint.roll_call(step, clients) if isinstance(endpoint, CommitteeSession) else \
+            endpoint.roll_call(step)
+        gone = [station for station in clients if station not in here]
+        if not gone:
+            return
+        stations = tuple(station for station in self.roles.sites if station not in gone)
+        if len(stations) < self.spec.min_stations:
+            raise PeerAborted(f"only {len(stations)} stations remain after {', '.join(gone)} dropped out in round "
+                              f"{round_number}, fewer than the minimum of {self.spec.min_stations}")
+        self.roles = Roles(stations, analyst=self.roles.analyst)
+        self.party = Party(self.roles, self.me, endpoint)
+        self.notes.append(f"{', '.join(gone)} dropped out in round {round_number}; the round completed on "
+                          f"{len(stations)} stations")
+        self.record("stations-dropped", {"round": round_number, "stations": gone, "remaining": len(stations)})
 
     # -- rounds that every strategy has -------------------------------------------------------------------
 
@@ -136,8 +165,12 @@ class Steps:
         for round_number in range(1, spec.rounds + 1):
             started = time.perf_counter()
             self.progress("round", {"round": round_number, "rounds": spec.rounds})
-            if spec.strategy == "fedavg" or spec.handover == "aggregated":
-                state = self.average(self.train(state, round_number), round_number)
+            averaging = spec.strategy == "fedavg" or spec.handover == "aggregated"
+            if averaging:
+                trained = self.train(state, round_number)
+                self.present(round_number, "average")
+                state = self.average(trained, round_number)
+                self.present(round_number, "quality")
                 extra: dict[str, Any] = {"stations": len(self.roles.sites)}
             else:
                 route = spec.route(self.roles.sites, round_number)
@@ -150,6 +183,7 @@ class Steps:
             self.progress("quality", {"round": round_number, **figures})
             if outcome.reached(spec):
                 break
+        outcome.notes = list(self.notes)
         if spec.target is not None and not outcome.reached(spec):
             score = "accuracy" if spec.classifier else "R^2"
             outcome.notes.append(f"the target {score} {spec.target:g} was not reached within {spec.rounds} rounds "
