@@ -88,17 +88,20 @@ def station_worker(federation: str, me: str, stations: list[str], session: str, 
     with endpoint:
         if isinstance(endpoint, CommitteeSession):
             endpoint.admit_clients([station for station in roles.sites if station not in roles.committee])
-        outcome = Steps(Party(roles, me, endpoint), roles, spec, rows, session=session, mailbox=carrier,
-                        record=record, progress=progress).run()
+        steps = Steps(Party(roles, me, endpoint), roles, spec, rows, session=session, mailbox=carrier,
+                      record=record, progress=progress)
+        outcome = steps.run()
     return {"rows": outcome.rows, "pooled_rows": outcome.pooled_rows, "model": state_json(outcome.state),
-            "scaling": outcome.scaling.public(), "history": outcome.history, "notes": outcome.notes}
+            "scaling": outcome.scaling.public(), "history": outcome.history, "notes": outcome.notes,
+            "traffic": steps.traffic}
 
 
 def digest(result: dict[str, Any]) -> str:
     """What must agree between the stations' deliveries: the model, the scaling, the pooled history."""
     import json
 
-    history = [{key: value for key, value in row.items() if key != "seconds"} for row in result["history"]]
+    history = [{key: value for key, value in row.items() if key not in ("seconds", "train_seconds")}
+               for row in result["history"]]
     agreed = {"model": result["model"], "scaling": result["scaling"], "history": history,
               "pooled_rows": result["pooled_rows"]}
     return hashlib.sha256(json.dumps(agreed, sort_keys=True).encode()).hexdigest()
@@ -125,7 +128,8 @@ def learn_local(spec: LearnSpec, paths: dict[str, Path | str], *, timeout: float
                 step: float = 300.0, workers: dict[str, str] | None = None,
                 extra_path: list[str] | None = None) -> dict[str, Any]:
     """Run every station as a process; return what they delivered (checked to agree), with each station's
-    audit records (shapes and bytes, never values) under "audit". `on_event(step, details)` hears the first
+    audit records (shapes and bytes, never values) under "audit" and the bytes it sent per round under
+    "traffic" (what a machine running every station may know; the platform's analyst gets neither). `on_event(step, details)` hears the first
     station's progress ("round", "quality"); `step` is how long a station waits for a peer or a hand-over.
     `workers` may name another process target for a station (the attack tests' malicious stations), found
     on `extra_path`."""
@@ -173,5 +177,6 @@ def learn_local(spec: LearnSpec, paths: dict[str, Path | str], *, timeout: float
                                    f"{roles.sites[0]}")
     delivered = {key: first[key] for key in ("model", "scaling", "history", "notes", "pooled_rows")}
     delivered["audit"] = audit
+    delivered["traffic"] = {station: list(results[station].get("traffic", [])) for station in survivors}
     delivered["stations"] = list(roles.sites)
     return delivered

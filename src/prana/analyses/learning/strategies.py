@@ -102,6 +102,18 @@ class Steps:
         self.record, self.progress = record, progress
         self.learner: Learner = learner_for(spec.learner, spec.hyperparameters)
         self.notes: list[str] = []
+        self.training = 0.0                  # seconds this station trained in the current round
+        self.sent = 0                        # bytes this station sent (shares, output shares, hand-overs)
+        self.traffic: list[int] = []         # ... per round
+        previous = getattr(party.endpoint, "on_event", None)
+
+        def count(event: str, details: dict[str, Any]) -> None:
+            if event == "sent":
+                self.sent += int(details.get("bytes", 0))
+            if previous is not None:
+                previous(event, details)
+
+        party.endpoint.on_event = count
 
     def present(self, round_number: int, what: str) -> None:
         """FedAvg's roll call before a secure sum: the committee goes on without a station (an input client)
@@ -152,20 +164,25 @@ class Steps:
         return state
 
     def train(self, state: ModelState, round_number: int) -> ModelState:
-        return self.learner.train(state, self.rows.train_x, self.rows.train_y, epochs=self.spec.epochs,
-                                  seed=seed_for(self.spec, round_number, self.me))
+        started = time.perf_counter()
+        trained = self.learner.train(state, self.rows.train_x, self.rows.train_y, epochs=self.spec.epochs,
+                                     seed=seed_for(self.spec, round_number, self.me))
+        self.training += time.perf_counter() - started
+        return trained
 
     # -- the strategies -------------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
         spec = self.spec
         scaling = self.overview()
+        self.traffic, self.sent = [], 0          # the overview's bytes are not a round's
         state = self.learner.start(len(spec.features), tuple(spec.classes), seed=spec.seed)
         outcome = Outcome(state, scaling, rows=self.rows.rows, pooled_rows=self.pooled_rows)
         for round_number in range(1, spec.rounds + 1):
             started = time.perf_counter()
             self.progress("round", {"round": round_number, "rounds": spec.rounds})
             averaging = spec.strategy == "fedavg" or spec.handover == "aggregated"
+            self.training = 0.0
             if averaging:
                 trained = self.train(state, round_number)
                 self.present(round_number, "average")
@@ -177,9 +194,11 @@ class Steps:
                 state = self.travel(state, round_number, route)
                 extra = {"site": route[-1], "order": ">".join(route)}
             figures = self.quality(state)
+            seconds = time.perf_counter() - started
             outcome.history.append({"round": round_number, "strategy": spec.strategy, **figures, **extra,
-                                    "seconds": time.perf_counter() - started})
+                                    "seconds": seconds, "train_seconds": self.training})
             outcome.state = state
+            self.traffic.append(self.sent - sum(self.traffic))
             self.progress("quality", {"round": round_number, **figures})
             if outcome.reached(spec):
                 break
@@ -207,6 +226,7 @@ class Steps:
 
     def send(self, recipient: str, name: str, state: ModelState, cycle: int) -> None:
         sealed = self.mailbox.send(recipient, name, encode_state(state, session=self.session, step=name))
+        self.sent += sealed
         self.record("model-sent", {**describe(state), "round": cycle, "to": recipient, "name": name,
                                    "sealed_bytes": sealed})
 
