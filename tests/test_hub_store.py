@@ -93,6 +93,12 @@ def _exercise(url: str, federation) -> None:
     assert store.put_result(task["id"], "authority", "bank", "r", b"sealed") == "stored"
     assert store.put_result(task["id"], "authority", "bank", "r", b"other") == "exists"   # never replaced
     assert store.put_result(task["id"], "mallory", "bank", "s", b"x") == "forbidden"
+    # station to station (the travelling model's hand-over), but never to itself or to an outsider
+    assert store.put_result(task["id"], "authority", "insurer", "handover-c1-p1", b"h") == "stored"
+    assert store.put_result(task["id"], "authority", "authority", "handover-c1-p2", b"h") == "forbidden"
+    assert store.put_result(task["id"], "authority", "mallory", "s", b"x") == "forbidden"
+    assert store.results(task["id"], "insurer") == [{"name": "handover-c1-p1", "sender": "authority",
+                                                     "sealed": b"h"}]
     assert store.results(task["id"], "bank") == [{"name": "r", "sender": "authority", "sealed": b"sealed"}]
     store.record_anchor("authority", 5, "a" * 64)
     store.record_anchor("authority", 3, "b" * 64)                   # an older head never replaces a newer one

@@ -224,3 +224,30 @@ def test_the_carrier_can_neither_read_alter_redirect_nor_replay_a_hand_over(tmp_
         FolderMailbox(root, federation, "h2", "task1").receive("h3", "handover-c1-p1")
     with pytest.raises(PeerTimeout, match="the model from h1 did not arrive within 0.5 s"):
         FolderMailbox(root, federation, "h2", "task1", wait=0.5).receive("h1", "handover-c9-p1")
+
+
+def test_a_station_policy_judges_the_learner_the_strategy_the_hand_over_and_the_rounds():
+    from prana.analyses.learning.data import LearnSpec
+    from prana.analyses.learning.policy import Limits, admit, summary
+    from prana.errors import PolicyViolation
+
+    def task(**changes):
+        spec = LearnSpec("sgd-logistic", "travel", ("age", "bmi"), "y", rounds=5, **changes)
+        return {"dataset": "biopsies", "stations": {"a": "d", "b": "d", "c": "d"}, "recipients": ["r"],
+                "parameters": spec.public()}
+
+    assert admit(Limits(), task(), None) == {}
+    for limits, changes, sentence in [
+        (Limits(handover=False), {}, "does not allow handing the model from station to station"),
+        (Limits(strategies=["fedavg"]), {}, "does not allow the strategy 'travel'"),
+        (Limits(learners=["mlp"]), {}, "does not allow the learner 'sgd-logistic'"),
+        (Limits(features=["age"]), {}, "does not allow feature 'bmi'"),
+        (Limits(max_rounds=4), {}, "allows at most 4 rounds"),
+        (Limits(min_sites=4), {}, "learns only over at least 4 stations"),
+        (Limits(min_sites=3), {"min_stations": 2}, "may not go on with fewer"),
+    ]:
+        with pytest.raises(PolicyViolation, match=sentence):
+            admit(limits, task(**changes), None)
+    assert admit(Limits(handover=False), task(handover="aggregated"), None) == {}
+    lines = dict(summary(task(order=("c", "a", "b"))))
+    assert lines["strategy"] == "travel (sealed hand-over; route c > a > b)" and lines["committee"] == "a, b, c"

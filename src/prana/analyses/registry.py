@@ -32,6 +32,7 @@ ANALYSES: dict[str, str] = {
     "cox": "prana.analyses.cox.station",
     "logistic": "prana.analyses.logistic.station",
     "kaplan-meier": "prana.analyses.kaplan_meier.station",
+    "learn": "prana.analyses.learning.station",
 }
 POLICIES: dict[str, str] = {
     "compare": "prana.analyses.compare.policy",
@@ -39,6 +40,7 @@ POLICIES: dict[str, str] = {
     "cox": "prana.analyses.cox.policy",
     "logistic": "prana.analyses.logistic.policy",
     "kaplan-meier": "prana.analyses.kaplan_meier.policy",
+    "learn": "prana.analyses.learning.policy",
 }
 
 

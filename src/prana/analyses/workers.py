@@ -199,13 +199,15 @@ def await_endpoints(context: Any, committee: list[str]) -> dict[str, str]:
 
 
 def supervise(context: Any, target: str, kwargs: dict[str, Any], *, workdir: Path, deadline: float, ended: str,
-              every: float = 1.0, progress: EventFile | None = None, steps: Sequence[str] = ()) -> dict[str, Any]:
+              every: float = 1.0, progress: EventFile | None = None, steps: Sequence[str] = (),
+              on_events: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run `target(**kwargs)` as the station's session worker (its own process) and return its result.
 
     While it runs, the latest of `steps` that it appended to `progress` (events with a "step") is passed on
     as `context.progress(step, its index, len(steps) - 1)`. When the task ends elsewhere (cancelled,
     expired) or the clock passes `deadline` (time.time()), the worker is killed and PeerAborted(`ended`)
-    raised. A worker that failed raises its error (one sentence, see `prana.engine.local.error_for`)."""
+    raised. A worker that failed raises its error (one sentence, see `prana.engine.local.error_for`).
+    `on_events(event)`, if given, hears every event of `progress` instead (an analysis's own progress)."""
     last = None
     with LocalCommittee(workdir=workdir) as worker:
         worker.spawn(context.me, target, kwargs)
@@ -213,7 +215,10 @@ def supervise(context: Any, target: str, kwargs: dict[str, Any], *, workdir: Pat
             result = worker.poll(context.me)
             if result is not None:
                 break
-            if progress is not None:
+            if progress is not None and on_events is not None:
+                for event in progress.read_new():
+                    on_events(event)
+            elif progress is not None:
                 reached = [event.get("step") for event in progress.read_new() if event.get("step") in steps]
                 if reached and reached[-1] != last:
                     last = reached[-1]

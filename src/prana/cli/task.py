@@ -43,18 +43,20 @@ CLAIMS = typer.Option(None, "--claims", help="compare: your claims (CSV), the sa
 
 
 @app.command("submit")
-def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare, kmeans, cox, logistic or "
-                                                         "kaplan-meier."), hub: Optional[str] = HUB,
+def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare, kmeans, cox, logistic, "
+                                                         "kaplan-meier or learn."), hub: Optional[str] = HUB,
                 federation: Path = FEDERATION, me: str = AS_PARTY,
                 station: list[str] = typer.Option(..., "--station", help="A station that holds data, as NAME or "
-                                                  "NAME=DATASET; repeat it for kmeans (2 or 3 stations) and the "
-                                                  "federated models (2 to 20)."),
+                                                  "NAME=DATASET; repeat it for kmeans (2 or 3 stations), the "
+                                                  "federated models and learn (2 to 20)."),
                 dataset: Optional[str] = typer.Option(None, "--dataset", help="The dataset, for stations given "
                                                                               "without =DATASET."),
                 out: Optional[Path] = typer.Option(None, "--out", help="compare: the answers file (CSV); kmeans: "
                                                    "a folder for centroids.csv and sizes.csv; cox, logistic: a "
                                                    "folder for coefficients.csv, summary.json and a forest plot; "
-                                                   "kaplan-meier: survival.csv, summary.json, survival.png."),
+                                                   "kaplan-meier: survival.csv, summary.json, survival.png; "
+                                                   "learn: model.json, coefficients.csv, history.csv, "
+                                                   "quality.png."),
                 id_column: Optional[str] = typer.Option(None, "--id-column", help="compare: the person column "
                                                         "(default person_id); kmeans: link rows on it (vertical)."),
                 claims: Optional[Path] = typer.Option(None, "--claims", help="compare: your claims (CSV)."),
@@ -65,18 +67,43 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                 tolerance: Optional[float] = typer.Option(None, "--tolerance", min=0.0, help="kmeans: stop early "
                                                           "below this centroid shift (reveals a bit per iteration)."),
                 init: Optional[Path] = typer.Option(None, "--init", help="kmeans: initial centroids (CSV)."),
-                seed: Optional[int] = typer.Option(None, "--seed", help="kmeans: seed of the default init."),
+                seed: Optional[int] = typer.Option(None, "--seed", help="kmeans: seed of the default init; learn: "
+                                                   "the seed of the weights, shuffling, validation rows, route."),
                 min_group_size: int = typer.Option(10, "--min-group-size", min=1, help="kmeans: suppress smaller "
                                                    "clusters (the stations' own minimum applies if larger); "
                                                    "federated models: the disclosure rules' group size (no "
-                                                   "smaller than any station's)."),
+                                                   "smaller than any station's); learn: the fewest training and "
+                                                   "validation rows per station."),
                 covariates: Optional[str] = typer.Option(None, "--covariates", help="cox, logistic: the covariate "
-                                                         "columns, comma-separated."),
+                                                         "columns, comma-separated; learn: the features."),
                 duration_column: str = typer.Option("duration", "--duration-column", help="cox, kaplan-meier: "
                                                     "time to the event or censoring."),
                 event_column: str = typer.Option("event", "--event-column", help="cox, kaplan-meier: 1 event, "
                                                  "0 censored."),
-                target_column: str = typer.Option("y", "--target-column", help="logistic: the 0/1 outcome."),
+                target_column: str = typer.Option("y", "--target-column", help="logistic: the 0/1 outcome; learn: "
+                                                  "the label, or the value (sgd-linear)."),
+                model: Optional[str] = typer.Option(None, "--model", help="learn: sgd-logistic, sgd-linear or mlp."),
+                strategy: Optional[str] = typer.Option(None, "--strategy", help="learn: travel (the model visits "
+                                                       "the stations in turn, sealed from one to the next) or "
+                                                       "fedavg (the committee averages every round)."),
+                rounds: int = typer.Option(20, "--rounds", min=1, max=10_000, help="learn: the most rounds or "
+                                           "cycles."),
+                target: Optional[float] = typer.Option(None, "--target", help="learn: stop at this pooled "
+                                                       "validation accuracy (R^2 for sgd-linear)."),
+                epochs: int = typer.Option(1, "--epochs", min=1, max=1000, help="learn: passes per round."),
+                order: Optional[str] = typer.Option(None, "--order", help="learn, travel: the route, stations "
+                                                    "comma-separated (default: name order)."),
+                shuffle: bool = typer.Option(False, "--shuffle", help="learn, travel: a seeded random route per "
+                                             "cycle."),
+                handover: str = typer.Option("sealed", "--handover", help="learn, travel: sealed or aggregated "
+                                             "(the committee adds the updates)."),
+                validation: float = typer.Option(0.2, "--validation", min=0.01, max=0.9, help="learn: the share "
+                                                 "of each station's rows held out."),
+                classes: Optional[str] = typer.Option(None, "--classes", help="learn: the labels (default 0,1)."),
+                setting: list[str] = typer.Option([], "--set", help="learn: a learner setting KEY=VALUE "
+                                                  "(repeatable)."),
+                min_stations: int = typer.Option(2, "--min-stations", min=2, max=20, help="learn, fedavg: go on "
+                                                 "without stations that drop out while this many remain."),
                 ties: str = typer.Option("efron", "--ties", help="cox: efron or breslow."),
                 time_grid: Optional[str] = typer.Option(None, "--time-grid", help="cox, kaplan-meier: share "
                                                         "durations on a public grid (a step, or day, week, month, "
@@ -109,8 +136,8 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
         stations[name.strip()] = (named or dataset or "").strip()
     from prana.cli import task_federated
 
-    if analysis not in ("compare", "kmeans", *task_federated.ANALYSES):
-        raise UsageError(f"the command line submits compare, kmeans, cox, logistic or kaplan-meier, not "
+    if analysis not in ("compare", "kmeans", "learn", *task_federated.ANALYSES):
+        raise UsageError(f"the command line submits compare, kmeans, cox, logistic, kaplan-meier or learn, not "
                          f"{analysis!r}")
     if analysis == "compare" and (claims is None or len(stations) != 1 or (out is None and not detach)):
         raise UsageError("compare needs one --station, --claims and --out (with --detach, --out can wait for "
@@ -120,6 +147,30 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
 
     again = _common(hub, federation, me)
     with Client(hub, federation=loaded, me=me) as client:
+        if analysis == "learn":
+            from prana.analyses.learning import station as learning
+            from prana.cli import task_learning
+
+            spec = task_learning.specification(
+                model=model, strategy=strategy, covariates=covariates, target_column=target_column, rounds=rounds,
+                target=target, epochs=epochs, seed=seed, order=order, shuffle=shuffle, handover=handover,
+                validation=validation, classes=classes, settings=setting, min_group_size=min_group_size,
+                min_stations=min_stations)
+            task = learning.start(client, spec=spec, stations=stations, me=me, timeout=timeout)
+            if detach:
+                folder = _quote(out) if out is not None else "DIR"
+                _detach(client, task,
+                        f"task {task['id']} submitted: learn ({spec.learner}, {spec.strategy}) over "
+                        f"{', '.join(stations)}.\nWait for it, see its result and write it with:\n"
+                        f"  prana task wait {task['id']} {again} --out {folder}\n"
+                        f"or, once it is done:\n"
+                        f"  prana task result {task['id']} {again} --out {folder}")
+                return
+            _submitted(task, again)
+            with Steps(errors, bars=False) as steps:
+                task_learning.collect_and_show(client, task["id"], out, wait=True,
+                                               on_update=_Follower(steps, task["id"]))
+            return
         if analysis in task_federated.ANALYSES:
             from prana.analyses.federated import station as federated
 
@@ -195,7 +246,8 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
 def task_wait(task_id: str = typer.Argument(..., help="The task id."), hub: Optional[str] = HUB,
               federation: Path = FEDERATION, me: str = AS_PARTY, claims: Optional[Path] = CLAIMS,
               out: Optional[Path] = typer.Option(None, "--out", help="compare: the answers file (CSV), needed; "
-                                                 "kmeans: a folder for centroids.csv and sizes.csv."),
+                                                 "kmeans: a folder for centroids.csv and sizes.csv; learn: for "
+                                                 "model.json, coefficients.csv, history.csv, quality.png."),
               timeout: Optional[float] = typer.Option(None, "--timeout", min=0.0, help="Seconds to wait at most "
                                                       "(default: until the task's deadline).")) -> None:
     """Follow a submitted task to its end; compare: join its session with --claims, answers to --out.
@@ -224,6 +276,13 @@ def task_wait(task_id: str = typer.Argument(..., help="The task id."), hub: Opti
                 finished, answers = compare_station.ask(client, loaded, me, task_id, claims, out, timeout=timeout,
                                                         on_update=_Follower(steps, task_id))
             _show_answers(finished, answers, out)
+            return
+        if task["analysis"] == "learn":
+            from prana.cli import task_learning
+
+            with Steps(errors, bars=False) as steps:
+                task_learning.collect_and_show(client, task_id, out, wait=True, timeout=timeout,
+                                               on_update=_Follower(steps, task_id))
             return
         with Steps(errors, bars=False) as steps:
             follower = _Follower(steps, task_id)
@@ -302,6 +361,11 @@ def task_result(task_id: str = typer.Argument(..., help="The task id."), hub: Op
             from prana.analyses.kmeans.station import collect
 
             _show_kmeans(collect(client, task_id), out, ", ".join(task["stations"]))
+            return
+        if task["analysis"] == "learn":
+            from prana.cli import task_learning
+
+            task_learning.collect_and_show(client, task_id, out, wait=False)
             return
         results = client.results(task_id)
     if not results:

@@ -11,7 +11,8 @@ federation CA); the certificate's common name is the analyst's or station's name
     GET     /station/anchor               station        the newest audit head this station reported
     POST    /tasks/{id}/cancel            requester      give up: the task fails with the requester's reason
                                                          (a station or recipient of it is refused: 403)
-    PUT     /tasks/{id}/results/{r}/{n}   station        a result sealed to recipient r (the hub cannot open it)
+    PUT     /tasks/{id}/results/{r}/{n}   station        a result sealed to r, a recipient or another station of
+                                                         the task (the hub cannot open it)
     GET     /tasks/{id}/results           recipient      the sealed results addressed to the caller
 
 The hub never receives data, shares, keys or results: analyses deliver results to their recipients

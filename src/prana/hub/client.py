@@ -184,6 +184,20 @@ class Client:
         sealed = seal(certificate_pem, signed, context=f"{task_id}/{name}".encode())
         self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
 
+    def put_sealed(self, task_id: str, recipient: str, name: str, sealed: bytes) -> None:
+        """Leave a message already signed and sealed (`learning.mailbox`) at the hub for `recipient`."""
+        from prana.signed import check_task_id
+
+        check_task_id(task_id)
+        self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
+
+    def sealed_for_me(self, task_id: str) -> list[dict[str, Any]]:
+        """The sealed messages of `task_id` addressed to me, unopened: name, sender and sealed bytes (base64)."""
+        from prana.signed import check_task_id
+
+        check_task_id(task_id)
+        return list(self._call("GET", f"/tasks/{task_id}/results"))
+
     def anchor(self) -> dict[str, Any]:
         """The newest head of my audit log that the hub holds (a station's anchor against truncation)."""
         return self._call("GET", "/station/anchor")

@@ -25,7 +25,8 @@ from prana.hub.reasons import NO_DECISION, PAST_DEADLINE
 from prana.signed import parse_task
 
 TERMINAL = ("done", "failed", "refused")
-STATION_STATES = ("submitted", "received", "awaiting-approval", "approved", "running", "done", "failed", "refused")
+STATION_STATES = ("submitted", "received", "awaiting-approval", "approved", "running", "done", "failed", "refused",
+                  "dropped")     # dropped: the others went on without this station (FedAvg), and it stopped
 
 
 class Base(DeclarativeBase):
@@ -116,7 +117,7 @@ def overall_state(parts: list[TaskStation]) -> tuple[str, str]:
     for state in ("awaiting-approval", "running", "approved", "received"):
         if any(part.state == state for part in parts):
             return {"received": "submitted", "approved": "running"}.get(state, state), ""
-    if parts and all(part.state == "done" for part in parts):
+    if parts and all(part.state in ("done", "dropped") for part in parts) and any(part.state == "done" for part in parts):
         return "done", ""
     return "submitted", ""
 
@@ -211,13 +212,16 @@ class Store:
             return task.view()
 
     def put_result(self, task_id: str, sender: str, recipient: str, name: str, sealed: bytes) -> str:
-        """Store a sealed result from one of the task's stations for one of its recipients, once. Returns
-        "stored", "forbidden" (not a station or recipient of the task) or "exists" (never overwritten)."""
+        """Store a sealed result from one of the task's stations for one of its recipients or another of its
+        stations (the travelling model's hand-over), once. Returns "stored", "forbidden" (the sender is not a
+        station of the task, or the recipient neither a recipient nor another station) or "exists" (never
+        overwritten)."""
         try:
             with self.session() as db, db.begin():
                 task = db.get(Task, task_id)
-                if task is None or sender not in {part.station for part in task.parts} \
-                        or recipient not in json.loads(task.recipients):
+                stations = set() if task is None else {part.station for part in task.parts}
+                if task is None or sender not in stations or recipient == sender \
+                        or (recipient not in json.loads(task.recipients) and recipient not in stations):
                     return "forbidden"
                 if db.get(SealedResult, (task_id, recipient, name)) is not None:
                     return "exists"

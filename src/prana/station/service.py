@@ -385,6 +385,10 @@ class Station:
             shutil.rmtree(workdir, ignore_errors=True)
             if outputs.is_dir() and not any(outputs.iterdir()):
                 outputs.rmdir()
+        if outcome.get("state") == "dropped":          # the others went on without this station (FedAvg)
+            self.audit_event(task, "task-dropped", outcome=str(outcome.get("reason", ""))[:500])
+            self._report(task, "dropped", str(outcome.get("reason", "")))
+            return
         self.audit_event(task, "task-done", outcome=", ".join(f"{key} {value}" for key, value in outcome.items())[:500])
         self._report(task, "done")
 

@@ -4,8 +4,9 @@ recipient, left with a carrier that sees ciphertext only.
     mailbox.send("h2", "handover-c1-p1", frame)        # sign as me, seal to h2's sealing certificate
     frame = mailbox.receive("h1", "handover-c1-p1")    # wait for it; open with my key, check h1 signed it
 
-On one machine (`prana learn local`) the carrier is a folder the parent process keeps (`FolderMailbox`),
-which plays the hub's part: it stores a sealed hand-over once and never replaces it. Either way the payload is packed and signed
+On the platform the carrier is the hub (`HubMailbox`: the sealed-result route, which stores a sealed
+message once and never replaces it, station to station); on one machine (`prana learn local`) it is a folder
+the parent process keeps (`FolderMailbox`), which plays the hub's part. Either way the payload is packed and signed
 with `prana.signed.pack_result` (task, sender, recipient, name and the payload's SHA-256) and sealed with
 `prana.hub.sealing.seal` (ECIES to the recipient's sealing certificate, with the task and name bound in), so
 the carrier can neither read, alter, redirect nor replay a hand-over as another one: the recipient checks
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from prana.config import Federation
-from prana.errors import MalformedMessage, PeerAborted, PeerTimeout
+from prana.errors import MalformedMessage, PeerAborted, PeerTimeout, PranaError
 
 POLL = 0.05
 
@@ -89,3 +90,39 @@ class FolderMailbox:
             time.sleep(POLL)
         sealed = path.read_bytes()
         return _open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
+
+
+class HubMailbox:
+    """The carrier on the platform: the hub's sealed results of the task, addressed station to station."""
+
+    def __init__(self, client, federation: Federation, me: str, task: str, *, wait: float = 300.0,
+                 alive: Callable[[], bool] | None = None) -> None:
+        self.client, self.federation, self.me, self.task, self.wait = client, federation, me, task, wait
+        self.alive = alive
+
+    def send(self, recipient: str, name: str, payload: bytes) -> int:
+        sealed = _seal_to(self.federation, self.me, recipient, self.task, name, payload)
+        self.client.put_sealed(self.task, recipient, name, sealed)
+        return len(sealed)
+
+    def receive(self, sender: str, name: str) -> tuple[bytes, int]:
+        import base64
+
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                rows = self.client.sealed_for_me(self.task)
+            except PranaError:                       # the hub restarting: try again until the wait is over
+                rows = []
+            for row in rows:
+                if row.get("name") == name:
+                    if row.get("sender") != sender:
+                        raise MalformedMessage(f"the model {name!r} came from {row.get('sender')}, not {sender}",
+                                               peer=sender)
+                    sealed = base64.b64decode(row["sealed"])
+                    return _open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
+            if self.alive is not None and not self.alive():
+                raise PeerAborted(f"the task ended while {self.me} waited for the model from {sender}", peer=sender)
+            if time.monotonic() > deadline:
+                raise PeerTimeout(f"the model from {sender} did not arrive within {self.wait:g} s", peer=sender)
+            time.sleep(0.3)
