@@ -30,7 +30,13 @@ holds their training too (the plain column "train s/station" says how much that 
 station sent per round (secure shares, output shares, sealed hand-overs; TLS framing counted as the
 endpoints count it), the median over rounds; then the median and the largest over the stations (the three
 ABY3 members send more than the input clients; in travel the last station seals the model to every station).
-Target (issue 11): FedAvg with secure aggregation at 10 stations costs at most 2x plain FedAvg per round.
+A travel round is a chain of hand-overs: each station waits for the sealed model by polling the carrier's
+folder (`mailbox.POLL`, 50 ms), so at 10 stations most of a travel round is that chain, not training.
+Target (issue 11): FedAvg with secure aggregation at 10 stations costs at most 2x plain FedAvg per round,
+against the plain round in one process. That plain round trains the stations one after another on one core,
+while the 10 secure station processes train at once on 2 cores, so the table also gives "plain ∥": the plain
+round as if every station trained at once on its own core (the slowest station's training, measured in the
+plain loop, in place of the sum of all of them).
 
     .venv/bin/python benchmarks/travelling.py [--quick] [--rows N] [--rounds R] [--save]
 
@@ -73,7 +79,7 @@ SETTINGS = {"alpha": 0.01}
 SEED, SHARE, TARGET_RATIO = 3, 0.97, 2.0
 TEST_ROWS = 100_000                      # synthetic test set
 
-console = Console(record=True, width=210)
+console = Console(record=True, width=250)
 err = Console(stderr=True, width=150)
 
 
@@ -158,8 +164,10 @@ def plain_run(spec: LearnSpec, stations: dict[str, StationRows]) -> dict[str, An
             for name in spec.route(names, round_number):
                 state = train(state, name)
         sums = sum(quality_input(learner.evaluate(state, rows.valid_x, rows.valid_y)) for rows in stations.values())
-        history.append({"round": round_number, **quality_of(sums, spec.classifier),
-                        "seconds": time.perf_counter() - started})
+        seconds, this_round = time.perf_counter() - started, training[-len(names):]
+        parallel = seconds - sum(this_round) + max(this_round) if spec.strategy == "fedavg" else seconds
+        history.append({"round": round_number, **quality_of(sums, spec.classifier), "seconds": seconds,
+                        "parallel": parallel})
     return {"state": state, "history": history, "train_seconds": training, "learner": learner}
 
 
@@ -216,9 +224,11 @@ def measure(workload: Workload, rows_table: list[tuple[str, ...]], cost_table: l
         history = result["history"]
         plain_test = plain["learner"].estimator(plain["state"]).score(test_x, test_y)
         secure_name = "travel (sealed hand-overs)" if strategy == "travel" else "fedavg (secure aggregation)"
-        rows_table.append((*label, secure_name, *reached(history, bar), f"{history[-1]['validation_accuracy']:.4f}",
+        rows_table.append((*label, secure_name, *reached(history, bar), reached(history, pooled_valid)[0],
+                           f"{history[-1]['validation_accuracy']:.4f}",
                            f"{estimator.score(workload.test, test_y):.4f}", f"{wall:.1f}"))
         rows_table.append((*label, f"{strategy}, plain (numpy, one process)", *reached(plain["history"], bar),
+                           reached(plain["history"], pooled_valid)[0],
                            f"{plain['history'][-1]['validation_accuracy']:.4f}", f"{plain_test:.4f}",
                            f"{sum(row['seconds'] for row in plain['history']):.2f}"))
         drift = max(abs(a["validation_accuracy"] - b["validation_accuracy"]) for a, b in zip(history, plain["history"]))
@@ -229,8 +239,8 @@ def measure(workload: Workload, rows_table: list[tuple[str, ...]], cost_table: l
         secure_round = later([row["seconds"] for row in history])
         train_round = later([row["train_seconds"] for row in history])
         plain_round = later([row["seconds"] for row in plain["history"]])
-        per_station = later(plain["train_seconds"][stations_count:]) if len(plain["history"]) > 1 \
-            else statistics.median(plain["train_seconds"])
+        parallel_round = later([row["parallel"] for row in plain["history"]])
+        per_station = statistics.median(plain["train_seconds"][stations_count:] or plain["train_seconds"])
         sent = {station: statistics.median(values) for station, values in result["traffic"].items()}
         largest = max(sent, key=sent.get)
         ratio = secure_round / plain_round
@@ -239,9 +249,10 @@ def measure(workload: Workload, rows_table: list[tuple[str, ...]], cost_table: l
             target = f"<= {TARGET_RATIO:g}x: {'met' if ratio <= TARGET_RATIO else 'not met'}"
         cost_table.append((*label, strategy, f"{secure_round:.3f}", f"{train_round:.3f}",
                            f"{secure_round - train_round:.3f}", f"{plain_round:.4f}", f"{per_station:.4f}",
-                           f"{ratio:.1f}x", human_bytes(statistics.median(sent.values())),
+                           f"{ratio:.1f}x", f"{parallel_round:.4f}", f"{secure_round / parallel_round:.1f}x",
+                           human_bytes(statistics.median(sent.values())),
                            f"{human_bytes(sent[largest])} ({largest})", target))
-    rows_table.append((*label, "pooled SGDClassifier (all training rows)", "-", f"{pooled_seconds:.2f} (fit)",
+    rows_table.append((*label, "pooled SGDClassifier (all training rows)", "-", f"{pooled_seconds:.2f} (fit)", "-",
                        f"{pooled_valid:.4f}", f"{pooled_test:.4f}", f"{pooled_seconds:.2f}"))
     notes.append(f"{workload.name}, {stations_count} stations: {len(valid_y):,} validation rows at the stations, "
                  f"{len(test_y):,} test rows; 97% of the pooled validation accuracy {pooled_valid:.4f} is {bar:.4f}")
@@ -250,27 +261,31 @@ def measure(workload: Workload, rows_table: list[tuple[str, ...]], cost_table: l
 def tables(rows_table: list[tuple[str, ...]], cost_table: list[tuple[str, ...]], rounds: str) -> list[Table]:
     first = Table(title=f"Rounds and seconds to 97% of the pooled model's validation accuracy ({rounds})",
                   title_justify="left")
-    for column in ("dataset", "stations", "method", "rounds to 97%", "s to 97% (rounds)", "final validation acc",
-                   "test acc", "end to end s"):
+    for column in ("dataset", "stations", "method", "rounds to 97%", "s to 97% (rounds)", "rounds to 100%",
+                   "final validation acc", "test acc", "end to end s"):
         first.add_column(column, justify="left" if column in ("dataset", "method") else "right")
     for values in rows_table:
         first.add_row(*values)
     first.caption = ("validation accuracy: pooled over the stations' held-out rows (prana's history; the pooled "
-                     "model scored on the same rows). s to 97%: the sum of the rounds' seconds up to that round "
-                     "(secure: as the first station times them; no process start, file reading or overview). "
-                     "End to end: learn_local's whole run (secure), the whole loop (plain), the fit (pooled).")
+                     "model scored on the same rows); 100%: the pooled model's accuracy itself. s to 97%: the sum "
+                     "of the rounds' seconds up to that round (secure: as the first station times them; no "
+                     "process start, file reading or overview). End to end: learn_local's whole run (secure), the "
+                     "whole loop (plain), the fit (pooled).")
     first.caption_justify = "left"
     second = Table(title="Cost of a round (median over the rounds after the first)", title_justify="left")
     for column in ("dataset", "stations", "strategy", "secure s/round", "train s (h1)", "rest s",
-                   "plain s/round", "plain train s/station", "secure / plain", "sent/round (median)",
-                   "sent/round max (station)", "target"):
+                   "plain s/round", "plain train s/station", "secure / plain", "plain ∥ s/round",
+                   "secure / plain ∥", "sent/round (median)",
+                   "max (station)", "target"):
         second.add_column(column, justify="left" if column in ("dataset", "strategy", "target") else "right")
     for values in cost_table:
         second.add_row(*values)
     second.caption = ("train s: the first station's own training in the round; rest: the secure sums (average, "
                       "validation figures), hand-overs, waiting, and in travel the other stations' training one "
                       "after another. 10 station processes share 2 cores. Plain: numpy in one process, all "
-                      "stations' training + average + evaluation. Sent: bytes each station sent per round.")
+                      "stations' training + average + evaluation (the target's anchor); plain ∥: the same round with "
+                      "the stations training at once, each on its own core (the slowest station's training + the "
+                      "average + the evaluation). Sent: bytes each station sent per round.")
     second.caption_justify = "left"
     return [first, second]
 

@@ -4,6 +4,7 @@ bank's client in this process. The Trust Tester runs through them."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -335,6 +336,25 @@ def test_the_clustering_demo_runs_through_hub_and_three_stations(tmp_path: Path)
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 20_000
     hub_rows = (tmp_path / "demo" / "kmeans" / "hub-state" / "hub.db").read_bytes()
     assert b"household_income" not in hub_rows                     # the hub holds sealed results only
+
+
+def test_the_travelling_model_demo_runs_through_hub_and_three_stations(tmp_path: Path):
+    done = subprocess.run([sys.executable, "-m", "prana", "demo", "--scenario", "travel", "--workdir",
+                           str(tmp_path / "demo")], capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    said = " ".join(done.stdout.split())
+    assert "Quality per cycle" in said and "leiden → nijmegen → groningen" in said
+    travelled, pooled = (float(value) for value in
+                         re.search(r"the travelling model ([0-9.]+), the same learner on the pooled rows ([0-9.]+)",
+                                   said).groups())
+    assert travelled >= pooled - 0.03
+    picture = tmp_path / "demo" / "travel" / "model" / "quality.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
+    history = pd.read_csv(tmp_path / "demo" / "travel" / "model" / "history.csv")
+    assert history["round"].tolist() == [1, 2, 3, 4, 5, 6]
+    hub_rows = (tmp_path / "demo" / "travel" / "hub-state" / "hub.db").read_bytes()
+    assert b"intercept" not in hub_rows and b"validation_accuracy" not in hub_rows   # sealed hand-overs, results
 
 
 def test_an_operator_rejects_through_the_station_api(platform):

@@ -92,8 +92,9 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
 
 @app.command()
 def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (the Trust Tester), kmeans "
-                                                                 "(secure clustering) or hospitals (federated "
-                                                                 "Cox and Kaplan-Meier)."),
+                                                                 "(secure clustering), hospitals (federated "
+                                                                 "Cox and Kaplan-Meier) or travel (the "
+                                                                 "travelling model)."),
          persons: int = typer.Option(5000, help="compare: persons in the generated income table."),
          claims: int = typer.Option(12, help="compare: claims the bank asks about (plus one unknown person)."),
          anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="compare: anonymity set size k."),
@@ -102,8 +103,8 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
     """Run the concepts through a hub and stations (separate processes, mutual TLS) on generated data."""
     import tempfile
 
-    if scenario not in ("all", "compare", "kmeans", "hospitals"):
-        raise ConfigError(f"--scenario is all, compare, kmeans or hospitals, not {scenario!r}")
+    if scenario not in ("all", "compare", "kmeans", "hospitals", "travel"):
+        raise ConfigError(f"--scenario is all, compare, kmeans, hospitals or travel, not {scenario!r}")
     root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
     if scenario in ("all", "compare"):
         from prana.cli.demo import run_demo
@@ -117,6 +118,10 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
         from prana.cli.demo_hospitals import run_hospitals_demo
 
         run_hospitals_demo(root / "hospitals")
+    if scenario in ("all", "travel"):
+        from prana.cli.demo_travel import run_travel_demo
+
+        run_travel_demo(root / "travel")
     console.print(f"files in {root}")
 
 

@@ -13,7 +13,7 @@ federation CA); the certificate's common name is the analyst's or station's name
                                                          (a station or recipient of it is refused: 403)
     PUT     /tasks/{id}/results/{r}/{n}   station        a result sealed to r, a recipient or another station of
                                                          the task (the hub cannot open it)
-    GET     /tasks/{id}/results           recipient      the sealed results addressed to the caller
+    GET     /tasks/{id}/results[?name=n]  recipient      the sealed results addressed to the caller (or one)
 
 The hub never receives data, shares, keys or results: analyses deliver results to their recipients
 directly (in the MPC session) or sealed to the recipient. A sealed result is stored once and never replaced.
@@ -237,9 +237,11 @@ def create_app(store: Store, *, known: set[str] | None = None, federation: Any =
         return kept
 
     @app.get("/tasks/{task_id}/results")
-    async def get_results(task_id: str, request: Request) -> list[dict[str, Any]]:
+    async def get_results(task_id: str, request: Request, name: str | None = None) -> list[dict[str, Any]]:
         recipient = peer(request)
         rows = await asyncio.to_thread(store.results, task_id, recipient)
+        if name is not None:                     # one message (a hand-over) instead of every result so far
+            rows = [row for row in rows if row["name"] == name]
         return [{"name": row["name"], "sender": row["sender"], "sealed": base64.b64encode(row["sealed"]).decode()}
                 for row in rows]
 

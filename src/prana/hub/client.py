@@ -191,12 +191,13 @@ class Client:
         check_task_id(task_id)
         self._call_raw("PUT", f"/tasks/{task_id}/results/{recipient}/{name}", content=sealed)
 
-    def sealed_for_me(self, task_id: str) -> list[dict[str, Any]]:
-        """The sealed messages of `task_id` addressed to me, unopened: name, sender and sealed bytes (base64)."""
+    def sealed_for_me(self, task_id: str, name: str | None = None) -> list[dict[str, Any]]:
+        """The sealed messages of `task_id` addressed to me (or the one called `name`), unopened: name, sender
+        and sealed bytes (base64)."""
         from prana.signed import check_task_id
 
         check_task_id(task_id)
-        return list(self._call("GET", f"/tasks/{task_id}/results"))
+        return list(self._call("GET", f"/tasks/{task_id}/results", params={"name": name} if name else None))
 
     def anchor(self) -> dict[str, Any]:
         """The newest head of my audit log that the hub holds (a station's anchor against truncation)."""

@@ -226,9 +226,10 @@ class _Learning:
         written.append(folder / "quality.png")
         return written
 
-    def plot(self, path: Path | str | None = None, ax: Any = None, pooled: float | None = None) -> Any:
-        """Validation quality per round (the pooled figures), with a line at `pooled` (say, the pooled
-        model's score) and at the target."""
+    def plot(self, path: Path | str | None = None, ax: Any = None, pooled: float | None = None,
+             pooled_label: str = "pooled model") -> Any:
+        """Validation quality per round (the pooled figures), with a line at `pooled` (say, the score of a
+        model trained on the pooled rows, labelled `pooled_label`) and at the target."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -245,7 +246,7 @@ class _Learning:
         if self._spec.target is not None:
             ax.axhline(self._spec.target, color="#b5651d", linestyle="--", linewidth=0.9, label="target")
         if pooled is not None:
-            ax.axhline(pooled, color="grey", linestyle=":", linewidth=0.9, label="pooled model")
+            ax.axhline(pooled, color="grey", linestyle=":", linewidth=0.9, label=pooled_label)
         ax.set_xlabel("round" if self._spec.strategy == "fedavg" else "cycle")
         ax.set_ylabel(label)
         ax.set_title(f"{type(self).__name__} ({self.model_.learner}) over {len(self.stations_)} stations")

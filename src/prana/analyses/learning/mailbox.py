@@ -111,7 +111,7 @@ class HubMailbox:
         deadline = time.monotonic() + self.wait
         while True:
             try:
-                rows = self.client.sealed_for_me(self.task)
+                rows = self.client.sealed_for_me(self.task, name)
             except PranaError:                       # the hub restarting: try again until the wait is over
                 rows = []
             for row in rows:
@@ -125,4 +125,4 @@ class HubMailbox:
                 raise PeerAborted(f"the task ended while {self.me} waited for the model from {sender}", peer=sender)
             if time.monotonic() > deadline:
                 raise PeerTimeout(f"the model from {sender} did not arrive within {self.wait:g} s", peer=sender)
-            time.sleep(0.3)
+            time.sleep(0.1)
