@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/kmeans.py
 	$(BIN)/python benchmarks/federated.py
+	$(BIN)/python benchmarks/travelling.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -53,14 +53,14 @@ def plain_run(spec: LearnSpec, paths: dict[str, Any], absent: dict[str, int] | N
         else:
             for name in spec.route(names, round_number):
                 state = train(state, name)
-        sums = {"loss": 0.0, "correct": 0.0, "rows": 0.0, "sum_y": 0.0, "sum_y2": 0.0}
+        sums = {"loss": 0.0, "correct": 0.0, "rows": 0.0, "sum_y": 0.0, "sum_y2": 0.0, "sse": 0.0}
         for rows in (stations[name] for name in names):
             for key, value in learner.evaluate(state, rows.valid_x, rows.valid_y).items():
                 sums[key] += value
         if spec.classifier:
             score = sums["correct"] / sums["rows"]
         else:
-            score = 1.0 - sums["loss"] / (sums["sum_y2"] - sums["sum_y"] ** 2 / sums["rows"])
+            score = 1.0 - sums["sse"] / (sums["sum_y2"] - sums["sum_y"] ** 2 / sums["rows"])
         history.append({"round": round_number, "validation_loss": sums["loss"] / sums["rows"],
                         "validation_accuracy": score})
         if spec.target is not None and score >= spec.target:

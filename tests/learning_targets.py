@@ -44,3 +44,20 @@ def dying_station(**kwargs: Any) -> dict[str, Any]:
 
     strategies.Steps.train = train
     return station_worker(**kwargs)
+
+
+# -- a user's jax model (tests/test_learning_processes.py): logistic regression written as a loss -----------
+
+def logistic_loss(params, rows, outcome):
+    import jax.numpy as jnp
+    from jax.nn import log_sigmoid
+
+    margin = rows @ params[:-1] + params[-1]
+    return -jnp.mean(outcome * log_sigmoid(margin) + (1.0 - outcome) * log_sigmoid(-margin)) \
+        + 0.001 * jnp.sum(params[:-1] ** 2)
+
+
+def logistic_probability(params, rows):
+    import jax
+
+    return jax.nn.sigmoid(rows @ params[:-1] + params[-1])

@@ -168,7 +168,7 @@ def test_the_committee_averages_models_as_numpy_does_without_clipping():
     assert float(total[0]) == sum(rows)
     figures = [{"loss": 10.5 * (index + 1), "correct": 40.0 + index, "rows": 50.0} for index in range(5)]
     quality, = simulator(quality_program(roles).compile(), *[quality_input(item) for item in figures])
-    np.testing.assert_allclose(quality, [157.5, 210.0, 250.0, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(quality, [157.5, 210.0, 250.0, 0.0, 0.0, 0.0], atol=1e-9)
 
 
 def test_a_learner_that_cannot_partial_fit_and_settings_that_do_not_travel_are_refused():
@@ -251,3 +251,21 @@ def test_a_station_policy_judges_the_learner_the_strategy_the_hand_over_and_the_
     assert admit(Limits(handover=False), task(handover="aggregated"), None) == {}
     lines = dict(summary(task(order=("c", "a", "b"))))
     assert lines["strategy"] == "travel (sealed hand-over; route c > a > b)" and lines["committee"] == "a, b, c"
+
+
+def test_a_jax_model_travels_by_name_and_never_as_code():
+    from prana.analyses.learning.estimator import JaxModel, learner_of
+
+    def nested(params, rows, outcome):
+        return 0.0
+
+    with pytest.raises(InputValidationError, match="must be defined at the top of an importable module"):
+        learner_of(JaxModel(nested, parameters=3))
+    with pytest.raises(InputValidationError, match="does not import"):
+        learner_for("jax", {"loss": "no_such_module:loss", "parameters": 3})
+    with pytest.raises(InputValidationError, match="no valid number of parameters"):
+        learner_for("jax", {"loss": "numpy:sum", "parameters": 0})
+    from prana.analyses.learning.data import LearnSpec
+
+    with pytest.raises(InputValidationError, match="without predict has no accuracy"):
+        LearnSpec("jax", "fedavg", ("a",), hyperparameters={"loss": "numpy:sum", "parameters": 2}, target=0.9)

@@ -201,3 +201,18 @@ def test_fedavg_stops_cleanly_when_fewer_than_the_minimum_remain(cancer, tmp_pat
                     step=30.0)
     assert str(caught.value) == ("only 3 stations remain after h4 dropped out in round 2, fewer than the minimum "
                                  "of 4")
+
+
+def test_a_users_jax_loss_learns_by_fedavg_as_its_plaintext_run_and_as_the_pooled_model(cancer):
+    from learning_targets import logistic_loss, logistic_probability
+
+    from prana import JaxModel
+
+    template = JaxModel(logistic_loss, parameters=len(cancer["features"]) + 1, predict=logistic_probability,
+                        learning_rate=0.1, batch_size=16)
+    model = FederatedAveraging(template, rounds=4, seed=2).fit(cancer["paths"], target_col="target")
+    spec = model.specification(cancer["features"], "target")
+    assert spec.hyperparameters["loss"] == "learning_targets:logistic_loss"
+    check_against_oracle(model, spec, cancer["paths"])
+    assert model.score(cancer["test"], cancer["test"]["target"]) >= pooled_accuracy(cancer) - 0.03
+    assert model.model_.arrays["params"].shape == (31,)

@@ -23,7 +23,8 @@ _ESTIMATORS = {"FederatedCoxPH": "prana.analyses.cox.model",
                "FederatedLogisticRegression": "prana.analyses.logistic.model",
                "FederatedKaplanMeier": "prana.analyses.kaplan_meier.model",
                "TravellingModel": "prana.analyses.learning.estimator",
-               "FederatedAveraging": "prana.analyses.learning.estimator"}
+               "FederatedAveraging": "prana.analyses.learning.estimator",
+               "JaxModel": "prana.analyses.learning.estimator"}
 
 
 def __getattr__(name: str):
@@ -45,5 +46,6 @@ def __getattr__(name: str):
 
 
 __all__ = ["__version__", "Client", "cluster_local", "FederatedCoxPH", "FederatedLogisticRegression",
-           "FederatedKaplanMeier", "TravellingModel", "FederatedAveraging", "PranaError", "ConfigError", "InputValidationError", "PolicyViolation",
+           "FederatedKaplanMeier", "TravellingModel", "FederatedAveraging", "JaxModel",
+           "PranaError", "ConfigError", "InputValidationError", "PolicyViolation",
            "ProtocolError", "MalformedMessage", "PeerAborted", "PeerTimeout", "ConvergenceError", "NotFittedError"]

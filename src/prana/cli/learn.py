@@ -32,9 +32,10 @@ class Model(str, Enum):
     sgd_logistic = "sgd-logistic"
     sgd_linear = "sgd-linear"
     mlp = "mlp"
+    jax = "jax"
 
 
-LEARNERS = (Model.sgd_logistic, Model.sgd_linear, Model.mlp)
+LEARNERS = (Model.sgd_logistic, Model.sgd_linear, Model.mlp, Model.jax)
 
 
 class Strategy(str, Enum):
@@ -54,7 +55,8 @@ class Ties(str, Enum):
 
 @app.command()
 def local(model: Model = typer.Option(..., "--model", help="cox, logistic or kaplan-meier (exact statistics); "
-                                     "sgd-logistic, sgd-linear or mlp (a learner that travels or is averaged)."),
+                                     "sgd-logistic, sgd-linear or mlp (a learner that travels or is averaged); jax (your own jax.numpy loss: "
+                                     "--set loss=module:function --set parameters=N [--set predict=module:function])."),
           data: str = typer.Option(..., "--data", help="2 to 20 sites' files (CSV or Parquet), comma-separated; "
                                                        "each is read only by its own site process. Site names "
                                                        "are the file names without extension."),
@@ -211,7 +213,13 @@ def _learn(model: str, strategy: Optional[Strategy], paths: dict, features: Opti
     except ValueError:
         raise InputValidationError("--classes takes numbers, comma-separated") from None
     common = dict(rounds=rounds, target=target, epochs=epochs, seed=seed, validation=validation, classes=labels)
-    template = learner_for(model, parse_settings(settings)).template()    # a wrong setting: one sentence, now
+    if model == "jax":
+        import os
+        import sys
+
+        sys.path.insert(0, os.getcwd())        # --set loss=module:function finds a module in this folder too
+    learner = learner_for(model, parse_settings(settings))               # a wrong setting: one sentence, now
+    template = learner.template() if model != "jax" else _jax_template(learner.hyperparameters)
     estimator = (TravellingModel(template, order=order or None, shuffle=shuffle, handover=handover, **common)
                  if strategy is Strategy.travel else FederatedAveraging(template, **common))
     unit = "cycle" if strategy is Strategy.travel else "round"
@@ -227,6 +235,16 @@ def _learn(model: str, strategy: Optional[Strategy], paths: dict, features: Opti
 
         estimator.fit(paths, target_col=target_column, features=features, on_event=on_event)
     show_and_write(estimator, out)
+
+
+def _jax_template(settings: dict):
+    """A JaxModel from `--set loss=module:function ...` (the functions imported here, as the stations will)."""
+    from prana.analyses.learning.estimator import JaxModel
+    from prana.analyses.learning.learners import learner_for
+
+    loss, predict = learner_for("jax", settings).functions()
+    keys = ("classifier", "learning_rate", "batch_size", "init_scale")
+    return JaxModel(loss, int(settings["parameters"]), predict, **{key: settings[key] for key in keys if key in settings})
 
 
 def show_and_write(fitted, out: Optional[Path]) -> None:

@@ -82,7 +82,7 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                                                  "0 censored."),
                 target_column: str = typer.Option("y", "--target-column", help="logistic: the 0/1 outcome; learn: "
                                                   "the label, or the value (sgd-linear)."),
-                model: Optional[str] = typer.Option(None, "--model", help="learn: sgd-logistic, sgd-linear or mlp."),
+                model: Optional[str] = typer.Option(None, "--model", help="learn: sgd-logistic, sgd-linear, mlp or jax (a loss the stations list in their policy)."),
                 strategy: Optional[str] = typer.Option(None, "--strategy", help="learn: travel (the model visits "
                                                        "the stations in turn, sealed from one to the next) or "
                                                        "fedavg (the committee averages every round)."),

@@ -25,8 +25,8 @@ def specification(*, model: Optional[str], strategy: Optional[str], covariates: 
     from prana.cli.learn import parse_settings
     from prana.errors import InputValidationError
 
-    if model not in ("sgd-logistic", "sgd-linear", "mlp"):
-        raise UsageError("learn needs --model sgd-logistic, sgd-linear or mlp")
+    if model not in ("sgd-logistic", "sgd-linear", "mlp", "jax"):
+        raise UsageError("learn needs --model sgd-logistic, sgd-linear, mlp or jax")
     if strategy not in ("travel", "fedavg"):
         raise UsageError("learn needs --strategy travel or fedavg")
     features = tuple(comma_list(covariates))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from prana.analyses.learning.learners import learner_for
+from prana.analyses.learning.state import is_classifier
 from prana.analyses.tables import data_row, numeric_column, read_table, require_columns
 from prana.errors import InputValidationError
 
@@ -72,6 +73,9 @@ class LearnSpec:
             raise InputValidationError(f"--epochs must be 1 to 1000, not {self.epochs}")
         if self.target is not None and not (math.isfinite(self.target) and self.target <= 1.0):
             raise InputValidationError("--target must be a score of at most 1 (accuracy, or R^2 for sgd-linear)")
+        if self.target is not None and not self.scored:
+            raise InputValidationError("a jax model without predict has no accuracy or R^2 to reach; give its "
+                                       "predict or leave out --target")
         if not 0.0 < self.validation < 1.0:
             raise InputValidationError("--validation must be a fraction between 0 and 1")
         if self.min_stations < 2 or self.min_rows < 1:
@@ -84,8 +88,13 @@ class LearnSpec:
             object.__setattr__(self, "classes", ())
 
     @property
+    def scored(self) -> bool:
+        """Whether the model has a score (accuracy or R^2): every learner but a jax model without predict."""
+        return self.learner != "jax" or bool(self.hyperparameters.get("predict"))
+
+    @property
     def classifier(self) -> bool:
-        return self.learner != "sgd-linear"
+        return is_classifier(self.learner, self.hyperparameters)
 
     def public(self) -> dict[str, Any]:
         values = asdict(self)

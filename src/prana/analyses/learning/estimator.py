@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -38,11 +39,69 @@ IGNORED = {"random_state", "max_iter", "tol", "verbose", "n_jobs", "warm_start",
            "early_stopping", "validation_fraction", "shuffle", "loss", "max_fun"}
 
 
+@dataclass(frozen=True)
+class JaxModel:
+    """A user's model as a plain `jax.numpy` loss over a parameter vector (`learners.JaxLearner`):
+
+        def loss(params, rows, outcome): ...          # the mean loss over the rows
+        def predict(params, rows): ...                # the probability of class 1, or the value
+        prana.FederatedAveraging(prana.JaxModel(loss, parameters=31, predict=predict), rounds=10)
+
+    The functions travel by name (module and function), never as code: each station imports them, so they
+    must live in a module the stations can import (on one machine, any module beside your script)."""
+
+    loss: Callable[..., Any]
+    parameters: int
+    predict: Callable[..., Any] | None = None
+    classifier: bool = True
+    learning_rate: float = 0.1
+    batch_size: int = 32
+    init_scale: float = 0.0
+
+    def settings(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"loss": _reference(self.loss), "parameters": int(self.parameters),
+                                  "classifier": bool(self.classifier), "learning_rate": float(self.learning_rate),
+                                  "batch_size": int(self.batch_size), "init_scale": float(self.init_scale)}
+        if self.predict is not None:
+            values["predict"] = _reference(self.predict)
+        return values
+
+    def path(self) -> list[str]:
+        """The folders from which the stations' processes import the functions (this machine only)."""
+        import sys
+
+        folders = []
+        for function in (self.loss, self.predict):
+            if function is None:
+                continue
+            module = sys.modules.get(function.__module__)
+            file = getattr(module, "__file__", None)
+            if file:
+                folder = Path(file).resolve().parent
+                for _ in range(function.__module__.count(".")):
+                    folder = folder.parent
+                folders.append(str(folder))
+        return list(dict.fromkeys(folders))
+
+
+def _reference(function: Callable[..., Any]) -> str:
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or module == "__main__" or "<" in name or "." in name:
+        raise InputValidationError(f"a jax model's function must be defined at the top of an importable module "
+                                   f"(not in __main__, not a lambda or a nested function): {name or function!r}")
+    return f"{module}:{name}"
+
+
 def learner_of(template: Any) -> tuple[str, dict[str, Any]]:
-    """The learner name and hyperparameters that a scikit-learn estimator (or a learner's name) stands for."""
+    """The learner name and hyperparameters that a scikit-learn estimator (or a learner's name, or a
+    `JaxModel`) stands for."""
     if isinstance(template, str):
         learner_for(template)
         return template, {}
+    if isinstance(template, JaxModel):
+        settings = template.settings()
+        learner_for("jax", settings)
+        return "jax", settings
     kind = type(template).__name__
     if not hasattr(template, "partial_fit"):
         raise InputValidationError(f"a {kind} cannot partial_fit, so it cannot learn a round at a time; use "
@@ -106,7 +165,8 @@ class _Learning:
         paths = site_paths(stations)
         columns = list(features) if features else default_covariates(paths, [target_col])
         spec = self.specification(columns, target_col)
-        return self.load(learn_local(spec, paths, on_event=on_event), spec)
+        extra = self.estimator.path() if isinstance(self.estimator, JaxModel) else []
+        return self.load(learn_local(spec, paths, on_event=on_event, extra_path=extra), spec)
 
     def load(self, result: dict[str, Any], spec: LearnSpec) -> "_Learning":
         """Take what the stations delivered (`local.learn_local`, or the sealed results on the platform)."""
@@ -169,8 +229,8 @@ class _Learning:
 
     def _linear(self) -> tuple[np.ndarray, np.ndarray]:
         self._require_fit()
-        if self.model_.learner == "mlp":
-            raise InputValidationError("an mlp has layers, not coefficients")
+        if self.model_.learner in ("mlp", "jax"):
+            raise InputValidationError(f"a {self.model_.learner} model has no coefficients of the columns")
         coef = np.atleast_2d(self.model_.arrays["coef"]) / self.scaling_.scale
         intercept = self.model_.arrays["intercept"] - coef @ self.scaling_.mean
         if self.model_.learner == "sgd-linear":
@@ -216,7 +276,7 @@ class _Learning:
         written = []
         _atomic(folder / "model.json", (json.dumps(self.model_dict(), indent=2, default=_number) + "\n").encode())
         written.append(folder / "model.json")
-        if self.model_.learner != "mlp":
+        if self.model_.learner not in ("mlp", "jax"):
             _atomic(folder / "coefficients.csv", self.coefficients_frame().to_csv(index=False,
                                                                                   float_format="%.10g").encode())
             written.append(folder / "coefficients.csv")

@@ -28,7 +28,7 @@ from prana.errors import InputValidationError, MalformedMessage
 
 def learner_for(name: str, hyperparameters: dict[str, Any] | None = None) -> "Learner":
     """The learner called `name` with these hyperparameters (checked now, before any station trains)."""
-    kinds = {"sgd-logistic": SGDLogistic, "sgd-linear": SGDLinear, "mlp": MLP}
+    kinds = {"sgd-logistic": SGDLogistic, "sgd-linear": SGDLinear, "mlp": MLP, "jax": JaxLearner}
     if name not in kinds:
         raise InputValidationError(f"--model must be one of {', '.join(kinds)}, not {name!r}")
     learner = kinds[name](dict(hyperparameters or {}))
@@ -41,6 +41,9 @@ def learner_for(name: str, hyperparameters: dict[str, Any] | None = None) -> "Le
         check_state(state)
     except MalformedMessage as exc:           # the hyperparameters' types and ranges, said as the user's error
         raise InputValidationError(str(exc).replace("the model ", f"the {name} learner ", 1)) from None
+    if name == "jax":
+        learner.functions()                   # importable, callable: said now, before any station starts
+        return learner
     try:     # scikit-learn's own checks (say, eta0 > 0 for a constant rate), which run on a fresh estimator only
         import warnings
 
@@ -62,6 +65,8 @@ class Learner:
     classifier = True
 
     def __init__(self, hyperparameters: dict[str, Any]) -> None:
+        if self.name == "jax":
+            self.classifier = bool(hyperparameters.get("classifier", True))
         unknown = sorted(set(hyperparameters) - set(HYPERPARAMETERS[self.name]))
         if unknown:
             raise InputValidationError(f"{self.name} takes no hyperparameter {unknown[0]!r} (it takes "
@@ -129,7 +134,7 @@ class Learner:
             outcome = outcome.astype(float)
             error = estimator.predict(rows) - outcome
             return {"loss": float(error @ error), "rows": float(len(outcome)), "sum_y": float(outcome.sum()),
-                    "sum_y2": float(outcome @ outcome)}
+                    "sum_y2": float(outcome @ outcome), "sse": float(error @ error)}
         known = np.asarray(state.classes)
         if not np.all(np.isin(outcome, known)):
             raise InputValidationError(f"the outcome has a label that is not one of the model's "
@@ -262,3 +267,131 @@ class MLP(Learner):
 
 def _order(layers: int) -> list[str]:
     return [f"coef_{layer}" for layer in range(layers)] + [f"intercept_{layer}" for layer in range(layers)]
+
+
+class JaxLearner(Learner):
+    """A user's model: a `jax.numpy` loss over a parameter vector, trained by minibatch gradient descent.
+
+        def loss(params, rows, outcome):          # in an importable module (the stations import it by name)
+            p = jax.nn.sigmoid(rows @ params[:-1] + params[-1])
+            return -jnp.mean(outcome * jnp.log(p) + (1 - outcome) * jnp.log(1 - p))
+
+    Settings: loss and predict ("module:function"), parameters (the vector's length), classifier (True: predict
+    gives the probability of class 1 of two; False: the value), learning_rate (0.1), batch_size (32) and
+    init_scale (0: zeros; else normal draws of that scale from the task's seed). The state is the vector
+    "params" and the step counter "t". Without predict there is no accuracy or R^2, only the loss."""
+
+    name = "jax"
+    _compiled: dict[str, Any] = {}
+
+    def functions(self) -> tuple[Any, Any]:
+        """The loss and predict functions, imported by name (a name that does not import is one sentence)."""
+        import importlib
+
+        found = []
+        for key in ("loss", "predict"):
+            reference = self.hyperparameters.get(key)
+            if reference is None:
+                found.append(None)
+                continue
+            module, _, function = str(reference).partition(":")
+            try:
+                target = getattr(importlib.import_module(module), function)
+            except (ImportError, AttributeError, ValueError):
+                raise InputValidationError(f"the jax model's {key} {reference!r} does not import (write "
+                                           "module:function, the module on the Python path)") from None
+            if not callable(target):
+                raise InputValidationError(f"the jax model's {key} {reference!r} is not a function")
+            found.append(target)
+        if found[0] is None:
+            raise InputValidationError("a jax model needs its loss, as module:function")
+        return found[0], found[1]
+
+    def _gradient(self) -> Any:
+        import importlib
+
+        import jax
+
+        importlib.import_module("prana.engine.program")        # float64 jax, as the stations' other programs
+
+        key = str(self.hyperparameters["loss"])
+        if key not in self._compiled:
+            self._compiled[key] = jax.jit(jax.grad(self.functions()[0]))
+        return self._compiled[key]
+
+    def start(self, features: int, classes: tuple[Any, ...], seed: int) -> ModelState:
+        size = int(self.hyperparameters.get("parameters", 0))
+        scale = float(self.hyperparameters.get("init_scale", 0.0))
+        values = np.random.default_rng(seed).normal(scale=scale, size=size) if scale > 0 else np.zeros(size)
+        return ModelState(self.name, features, tuple(classes), dict(self.hyperparameters), {"t": 0},
+                          {"params": values})
+
+    def estimator(self, state: ModelState, seed: int = 0) -> "JaxEstimator":
+        check_state(state)
+        return JaxEstimator(self, state)
+
+    def train(self, state: ModelState, rows: np.ndarray, outcome: np.ndarray, *, epochs: int = 1,
+              seed: int = 0) -> ModelState:
+        check_state(state)
+        rows, outcome = np.asarray(rows, dtype=np.float64), np.asarray(outcome, dtype=np.float64)
+        gradient = self._gradient()
+        rate = float(self.hyperparameters.get("learning_rate", 0.1))
+        batch = max(1, int(self.hyperparameters.get("batch_size", 32)))
+        params, steps = np.array(state.arrays["params"], dtype=np.float64), int(state.counters["t"])
+        generator = np.random.default_rng(seed)
+        for _ in range(epochs):
+            order = generator.permutation(len(outcome))
+            for start in range(0, len(order), batch):
+                chosen = order[start:start + batch]
+                params = params - rate * np.asarray(gradient(params, rows[chosen], outcome[chosen]))
+                steps += 1
+        if not np.all(np.isfinite(params)):
+            raise InputValidationError("the jax model's parameters became infinite or NaN; lower its "
+                                       "learning_rate")
+        return ModelState(self.name, state.features, state.classes, dict(state.hyperparameters), {"t": steps},
+                          {"params": params})
+
+    def evaluate(self, state: ModelState, rows: np.ndarray, outcome: np.ndarray) -> dict[str, float]:
+        loss, predict = self.functions()
+        rows, values = np.asarray(rows, dtype=np.float64), np.asarray(outcome, dtype=np.float64)
+        params = state.arrays["params"]
+        figures = {"loss": float(loss(params, rows, values)) * len(values), "rows": float(len(values))}
+        if predict is None:                 # no score: the loss alone (the committee adds no NaN)
+            return {**figures, "correct": 0.0, "sse": 0.0, "sum_y": 0.0, "sum_y2": 0.0}
+        predicted = np.asarray(predict(params, rows), dtype=np.float64)
+        if self.classifier:
+            labels = np.where(predicted >= 0.5, state.classes[1], state.classes[0])
+            return {**figures, "correct": float(np.count_nonzero(labels == outcome))}
+        error = predicted - values
+        return {**figures, "sum_y": float(values.sum()), "sum_y2": float(values @ values), "sse": float(error @ error)}
+
+
+class JaxEstimator:
+    """A fitted jax model with scikit-learn's predict / predict_proba / score."""
+
+    def __init__(self, learner: JaxLearner, state: ModelState) -> None:
+        self.learner, self.state = learner, state
+        self._predict = learner.functions()[1]
+
+    def _values(self, rows: np.ndarray) -> np.ndarray:
+        if self._predict is None:
+            raise InputValidationError("this jax model has no predict function")
+        return np.asarray(self._predict(self.state.arrays["params"], np.asarray(rows, dtype=np.float64)))
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        probability = self._values(rows)
+        return np.column_stack([1.0 - probability, probability])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        values = self._values(rows)
+        if not self.learner.classifier:
+            return values
+        classes = self.state.classes
+        return np.where(values >= 0.5, classes[1], classes[0])
+
+    def score(self, rows: np.ndarray, outcome: np.ndarray) -> float:
+        outcome = np.asarray(outcome, dtype=np.float64)
+        predicted = self.predict(rows)
+        if self.learner.classifier:
+            return float(np.mean(predicted == outcome))
+        return float(1.0 - np.sum((predicted - outcome) ** 2) / np.sum((outcome - outcome.mean()) ** 2))

@@ -26,7 +26,7 @@ from typing import Callable
 from prana.config import Federation
 from prana.errors import MalformedMessage, PeerAborted, PeerTimeout, PranaError
 
-POLL = 0.05
+POLL = 0.05            # the longest wait between two looks; the first looks come after 1, 2, 4 ... ms
 
 
 def _seal_to(federation: Federation, me: str, recipient: str, task: str, name: str, payload: bytes) -> bytes:
@@ -82,12 +82,14 @@ class FolderMailbox:
         """The payload and the sealed size."""
         path = self.root / self.me / name
         deadline = time.monotonic() + self.wait
+        pause = 0.001
         while not path.is_file():
             if self.alive is not None and not self.alive():
                 raise PeerAborted(f"the task ended while {self.me} waited for the model from {sender}", peer=sender)
             if time.monotonic() > deadline:
                 raise PeerTimeout(f"the model from {sender} did not arrive within {self.wait:g} s", peer=sender)
-            time.sleep(POLL)
+            time.sleep(pause)
+            pause = min(2 * pause, POLL)
         sealed = path.read_bytes()
         return _open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
 

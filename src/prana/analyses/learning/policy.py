@@ -17,6 +17,9 @@ travelling model goes from one to the next):
                                     # FedAvg's average minus this station's model is the other's)
     max_rounds = 200                # rounds or cycles (default 200)
     max_epochs = 50                 # passes over the rows per round (default 50)
+    jax_functions = ["models:loss", "models:predict"]   # a user's jax model: the station imports these by
+                                    # name, so it runs only functions its operator installed and lists here
+                                    # (default none; "jax" must be in learners too)
 
 The dataset's minimum group size is the floor of a station's training and validation rows (the task's
 `min_rows`).
@@ -46,6 +49,7 @@ class Limits(BaseModel):
     min_sites: int = Field(2, ge=2, le=20)
     max_rounds: int = Field(200, ge=1)
     max_epochs: int = Field(50, ge=1)
+    jax_functions: list[str] = Field(default_factory=list)
 
 
 def _parameters(task: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +65,13 @@ def admit(limits: Limits, task: dict[str, Any], budget: Any) -> dict[str, Any]:
     dataset = task["dataset"]
     if parameters["learner"] not in limits.learners:
         raise PolicyViolation(f"dataset {dataset!r} does not allow the learner {str(parameters['learner'])[:32]!r}")
+    if parameters["learner"] == "jax":
+        settings = dict(parameters.get("hyperparameters") or {})
+        named = [settings.get("loss"), *([settings["predict"]] if settings.get("predict") else [])]
+        unlisted = [str(name)[:100] for name in named if name not in limits.jax_functions]
+        if unlisted:
+            raise PolicyViolation(f"dataset {dataset!r} does not run the jax function {unlisted[0]!r} (a station "
+                                  "runs only the functions its policy lists in jax_functions)")
     if parameters["strategy"] not in limits.strategies:
         raise PolicyViolation(f"dataset {dataset!r} does not allow the strategy {str(parameters['strategy'])[:32]!r}")
     if parameters["strategy"] == "travel" and parameters.get("handover", "sealed") == "sealed" and not limits.handover:

@@ -13,8 +13,8 @@ with ABY3 and every other station an input client), and only the sum is revealed
                in the state's order; c_k its counters;   (and counters) and N, never one station's model
                n_k: its training rows)
     quality    [loss_k, correct_k, rows_k, sum y,        the sums, to every station: the pooled validation
-               sum y^2] (over its held-out rows,         loss and accuracy (or R^2), never one station's
-               `Learner.evaluate`)
+               sum y^2, squared error] (over its         loss and accuracy (or R^2), never one station's
+               held-out rows, `Learner.evaluate`)
 
 The analyst takes no part in the MPC: the stations deliver it the final model and the history, sealed
 (`strategies`).
@@ -33,7 +33,7 @@ from prana.analyses.learning.state import ModelState
 from prana.engine.program import SecureProgram
 from prana.errors import MalformedMessage
 
-QUALITY = ("loss", "correct", "rows", "sum_y", "sum_y2")
+QUALITY = ("loss", "correct", "rows", "sum_y", "sum_y2", "sse")
 INTEGER_COUNTERS = ("iterations", "optimizer_t")
 
 
@@ -88,13 +88,15 @@ def quality_input(figures: dict[str, float]) -> np.ndarray:
     return np.array([float(figures.get(name, 0.0)) for name in QUALITY])
 
 
-def quality_of(total: np.ndarray, classifier: bool) -> dict[str, float]:
+def quality_of(total: np.ndarray, classifier: bool, scored: bool = True) -> dict[str, float]:
     """The pooled validation figures from the quality sums: the mean loss, and the accuracy (classifier) or
     R^2 (regressor), as scikit-learn's `score` gives them on the pooled held-out rows."""
-    loss, correct, rows, sum_y, sum_y2 = (float(value) for value in total)
+    loss, correct, rows, sum_y, sum_y2, sse = (float(value) for value in total)
     if not rows > 0:
         raise MalformedMessage("the committee's validation sums count no rows")
+    if not scored:
+        return {"validation_loss": loss / rows, "validation_accuracy": float("nan")}
     if classifier:
         return {"validation_loss": loss / rows, "validation_accuracy": correct / rows}
     spread = sum_y2 - sum_y * sum_y / rows
-    return {"validation_loss": loss / rows, "validation_accuracy": 1.0 - loss / spread if spread > 0 else float("nan")}
+    return {"validation_loss": loss / rows, "validation_accuracy": 1.0 - sse / spread if spread > 0 else float("nan")}

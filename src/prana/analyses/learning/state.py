@@ -37,9 +37,21 @@ HYPERPARAMETERS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "sgd-linear": {"alpha": float, "learning_rate": str, "eta0": float, "penalty": str, "fit_intercept": bool},
     "mlp": {"hidden_layer_sizes": list, "alpha": float, "learning_rate_init": float, "activation": str,
             "solver": str, "batch_size": int},
+    # a user's model: a jax.numpy loss(params, rows, outcome) -> mean loss over the rows, by name
+    # ("module:function"), with `parameters` values; `predict(params, rows)` gives the probability of class 1
+    # (classifier) or the value (regressor)
+    "jax": {"loss": str, "predict": str, "parameters": int, "classifier": bool, "learning_rate": float,
+            "batch_size": int, "init_scale": float},
 }
 COUNTERS = {"sgd-logistic": ("t", "iterations"), "sgd-linear": ("t", "iterations"),
-            "mlp": ("t", "iterations", "optimizer_t")}
+            "mlp": ("t", "iterations", "optimizer_t"), "jax": ("t",)}
+
+
+def is_classifier(learner: str, hyperparameters: dict[str, Any]) -> bool:
+    """Whether a learner with these settings predicts classes (else a value)."""
+    if learner == "jax":
+        return bool(hyperparameters.get("classifier", True))
+    return learner != "sgd-linear"
 MAX_ARRAY_VALUES = 50_000_000          # 400 MB of float64: a larger model is refused before it is read
 
 
@@ -63,6 +75,11 @@ def expected_shapes(learner: str, features: int, classes: tuple[Any, ...],
     """The arrays (names and shapes) that `learner` has for `features` inputs and these classes."""
     if learner == "sgd-linear":
         return {"coef": (features,), "intercept": (1,)}
+    if learner == "jax":
+        size = hyperparameters.get("parameters")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_ARRAY_VALUES:
+            raise MalformedMessage("a jax model declares no valid number of parameters")
+        return {"params": (size,)}
     outputs = 1 if len(classes) <= 2 else len(classes)
     if learner == "sgd-logistic":
         return {"coef": (outputs, features), "intercept": (outputs,)}
@@ -157,7 +174,12 @@ def check_state(state: ModelState, *, where: str = "", peer: str = "", step: str
             isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
             for value in state.counters.values()):
         raise refuse(f"must carry the counters {', '.join(COUNTERS[state.learner])} (finite, not negative)")
-    classifier = state.learner != "sgd-linear"
+    if state.learner == "jax" and not (isinstance(state.hyperparameters.get("loss"), str) and
+                                       isinstance(state.hyperparameters.get("parameters"), int)):
+        raise refuse("is a jax model without its loss and number of parameters")
+    classifier = is_classifier(state.learner, state.hyperparameters)
+    if classifier and state.learner == "jax" and len(state.classes) != 2:
+        raise refuse("is a jax classifier without exactly two classes")
     if classifier and (len(state.classes) < 2 or len(set(state.classes)) != len(state.classes)):
         raise refuse("is a classifier without two or more distinct classes")
     expected = expected_shapes(state.learner, state.features, state.classes, state.hyperparameters)

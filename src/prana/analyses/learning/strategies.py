@@ -152,7 +152,7 @@ class Steps:
     def quality(self, state: ModelState) -> dict[str, float]:
         figures = self.learner.evaluate(state, self.rows.valid_x, self.rows.valid_y)
         total = self.party.run(quality_program(self.roles), quality_input(figures))["total"]
-        return quality_of(np.asarray(total, float), self.spec.classifier)
+        return quality_of(np.asarray(total, float), self.spec.classifier, self.spec.scored)
 
     def average(self, trained: ModelState, round_number: int) -> ModelState:
         vector = average_input(trained, self.rows.rows)
