@@ -167,15 +167,21 @@ def test_a_station_that_dies_in_the_middle_fails_the_travelling_model_cleanly(ca
     assert not (tmp_path / "out").exists()
 
 
+def four_stations(cancer, folder) -> dict:
+    """The three hospitals' rows split over four stations instead (h4 an input client of the committee)."""
+    frame = pd.concat([pd.read_csv(path) for path in cancer["paths"].values()], ignore_index=True)
+    paths = {}
+    for index, part in enumerate(frame.iloc[rows] for rows in np.array_split(np.arange(len(frame)), 4)):
+        paths[f"h{index + 1}"] = folder / f"h{index + 1}.csv"
+        part.to_csv(paths[f"h{index + 1}"], index=False)
+    return paths
+
+
 def test_fedavg_goes_on_without_a_station_that_dies_and_says_so(cancer, tmp_path):
     """Four stations: h4 (an input client of the ABY3 committee h1-h3) dies when it is to train in round 2.
     The committee's roll call leaves it out; the rounds complete on three, as the plaintext FedAvg without h4
     from round 2 does."""
-    frame = pd.concat([pd.read_csv(path) for path in cancer["paths"].values()], ignore_index=True)
-    paths = {}
-    for index, part in enumerate(frame.iloc[rows] for rows in np.array_split(np.arange(len(frame)), 4)):
-        paths[f"h{index + 1}"] = tmp_path / f"h{index + 1}.csv"
-        part.to_csv(paths[f"h{index + 1}"], index=False)
+    paths = four_stations(cancer, tmp_path)
     spec = LearnSpec("sgd-logistic", "fedavg", tuple(cancer["features"]), "target", hyperparameters=SETTINGS,
                      rounds=3, seed=5)
     result = learn_local(spec, paths, workers={"h4": "learning_targets:dying_station"}, extra_path=[str(TESTS)],
@@ -189,11 +195,7 @@ def test_fedavg_goes_on_without_a_station_that_dies_and_says_so(cancer, tmp_path
 
 
 def test_fedavg_stops_cleanly_when_fewer_than_the_minimum_remain(cancer, tmp_path):
-    frame = pd.concat([pd.read_csv(path) for path in cancer["paths"].values()], ignore_index=True)
-    paths = {}
-    for index, part in enumerate(frame.iloc[rows] for rows in np.array_split(np.arange(len(frame)), 4)):
-        paths[f"h{index + 1}"] = tmp_path / f"h{index + 1}.csv"
-        part.to_csv(paths[f"h{index + 1}"], index=False)
+    paths = four_stations(cancer, tmp_path)
     spec = LearnSpec("sgd-logistic", "fedavg", tuple(cancer["features"]), "target", hyperparameters=SETTINGS,
                      rounds=3, min_stations=4)
     with pytest.raises(PeerAborted) as caught:

@@ -158,13 +158,7 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                 min_stations=min_stations)
             task = learning.start(client, spec=spec, stations=stations, me=me, timeout=timeout)
             if detach:
-                folder = _quote(out) if out is not None else "DIR"
-                _detach(client, task,
-                        f"task {task['id']} submitted: learn ({spec.learner}, {spec.strategy}) over "
-                        f"{', '.join(stations)}.\nWait for it, see its result and write it with:\n"
-                        f"  prana task wait {task['id']} {again} --out {folder}\n"
-                        f"or, once it is done:\n"
-                        f"  prana task result {task['id']} {again} --out {folder}")
+                _detach_collected(client, task, f"learn ({spec.learner}, {spec.strategy})", stations, again, out)
                 return
             _submitted(task, again)
             with Steps(errors, bars=False) as steps:
@@ -206,13 +200,7 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                               min_group_size=min_group_size)
             task = kmeans_station.start(client, stations=stations, request=request, me=me, timeout=timeout)
             if detach:
-                folder = _quote(out) if out is not None else "DIR"
-                _detach(client, task,
-                        f"task {task['id']} submitted: kmeans over {', '.join(stations)}.\n"
-                        f"Wait for it, see its result and write it with:\n"
-                        f"  prana task wait {task['id']} {again} --out {folder}\n"
-                        f"or, once it is done:\n"
-                        f"  prana task result {task['id']} {again} --out {folder}")
+                _detach_collected(client, task, "kmeans", stations, again, out)
                 return
             _submitted(task, again)
             with Steps(errors, bars=False) as steps:
@@ -506,6 +494,18 @@ def _show_status(task: dict[str, Any]) -> None:
 def _common(hub: Optional[str], federation: Path, me: str) -> str:
     where = f"--hub {_quote(hub)} " if hub else ""
     return f"{where}--federation {_quote(federation)} --as {_quote(me)}"
+
+
+def _detach_collected(client: Any, task: dict[str, Any], what: str, stations: dict[str, str], again: str,
+                      out: Optional[Path]) -> None:
+    """`_detach` for a task whose results wait at the hub, sealed (kmeans, learn): wait or fetch them later."""
+    folder = _quote(out) if out is not None else "DIR"
+    _detach(client, task,
+            f"task {task['id']} submitted: {what} over {', '.join(stations)}.\n"
+            f"Wait for it, see its result and write it with:\n"
+            f"  prana task wait {task['id']} {again} --out {folder}\n"
+            f"or, once it is done:\n"
+            f"  prana task result {task['id']} {again} --out {folder}")
 
 
 def _detach(client: Any, task: dict[str, Any], then: str, patience: float = 30.0) -> None:

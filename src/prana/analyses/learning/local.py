@@ -65,35 +65,38 @@ def endpoint_for(federation: Federation, me: str, roles: Roles, session: str, sp
     return InputClient(federation, me, roles.committee, session, timeouts=timeouts, addresses=addresses)
 
 
-def station_worker(federation: str, me: str, stations: list[str], session: str, data: str,
-                   specification: dict[str, Any], mailbox: str, events: str, connect: float = 30.0,
-                   step: float = 300.0, addresses: dict[str, str] | None = None,
-                   source: str | None = None) -> dict[str, Any]:
-    """One station, in its own process: check its file, then take part in every round. Its audit records
-    (models received and sent) and progress go to the event file `events` as they happen."""
+def take_part(loaded: Federation, me: str, stations: list[str], session: str, data: str,
+              specification: dict[str, Any], events: str, carrier: Callable[[], Any], *, connect: float,
+              step: float, addresses: dict[str, str] | None, source: str | None) -> dict[str, Any]:
+    """What a station's worker does wherever it runs: check its file, then take part in every round. Its
+    audit records (models received and sent) and progress go to the event file `events` as they happen;
+    `carrier()` gives the hand-overs' mailbox (`mailbox`)."""
     spec = LearnSpec.from_public(specification)
     roles = Roles(tuple(stations))
     rows = StationRows.load(data, spec, station=me, source=source)
-    loaded = Federation.load(federation)
     log = EventFile(events)
-
-    def record(event: str, details: dict[str, Any]) -> None:
-        log.append({"audit": event, **details})
-
-    def progress(event: str, details: dict[str, Any]) -> None:
-        log.append({"step": event, **details})
-
-    carrier = FolderMailbox(mailbox, loaded, me, session, wait=step)
     endpoint = endpoint_for(loaded, me, roles, session, spec, Timeouts(connect, step), addresses)
     with endpoint:
         if isinstance(endpoint, CommitteeSession):
             endpoint.admit_clients([station for station in roles.sites if station not in roles.committee])
-        steps = Steps(Party(roles, me, endpoint), roles, spec, rows, session=session, mailbox=carrier,
-                      record=record, progress=progress)
+        steps = Steps(Party(roles, me, endpoint), roles, spec, rows, session=session, mailbox=carrier(),
+                      record=lambda event, details: log.append({"audit": event, **details}),
+                      progress=lambda event, details: log.append({"step": event, **details}))
         outcome = steps.run()
     return {"rows": outcome.rows, "pooled_rows": outcome.pooled_rows, "model": state_json(outcome.state),
             "scaling": outcome.scaling.public(), "history": outcome.history, "notes": outcome.notes,
-            "traffic": steps.traffic}
+            "traffic": steps.traffic, "stations": list(roles.sites), "remaining": list(steps.roles.sites)}
+
+
+def station_worker(federation: str, me: str, stations: list[str], session: str, data: str,
+                   specification: dict[str, Any], mailbox: str, events: str, connect: float = 30.0,
+                   step: float = 300.0, addresses: dict[str, str] | None = None,
+                   source: str | None = None) -> dict[str, Any]:
+    """One station on this machine, in its own process; hand-overs go through the folder `mailbox`."""
+    loaded = Federation.load(federation)
+    return take_part(loaded, me, stations, session, data, specification, events,
+                     lambda: FolderMailbox(mailbox, loaded, me, session, wait=step), connect=connect, step=step,
+                     addresses=addresses, source=source)
 
 
 def digest(result: dict[str, Any]) -> str:

@@ -26,19 +26,16 @@ without it, `strategies.Steps.present`); the task is done when the others are.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any, Callable
 
-from prana.analyses.federated.protocol import Party, Roles
-from prana.analyses.learning.data import LearnSpec, StationRows
-from prana.analyses.learning.local import digest, endpoint_for, state_json
+from prana.analyses.federated.protocol import Roles
+from prana.analyses.learning.data import LearnSpec
+from prana.analyses.learning.local import digest, take_part
 from prana.analyses.learning.mailbox import HubMailbox
-from prana.analyses.learning.strategies import Steps
 from prana.analyses.workers import EventFile, await_endpoints, deliver_sealed, open_endpoint, supervise
 from prana.config import Federation
-from prana.engine.session import CommitteeSession, Timeouts
 from prana.errors import InputValidationError, MalformedMessage, PeerAborted, PrivacyThresholdViolation, UnknownName
 from prana.files import write_private_csv
 
@@ -60,24 +57,11 @@ def platform_worker(federation: str, me: str, stations: list[str], session: str,
     """One station's rounds, in the station's session worker; hand-overs go through the hub."""
     from prana.hub.client import Client
 
-    spec = LearnSpec.from_public(specification)
-    roles = Roles(tuple(stations))
-    rows = StationRows.load(data, spec, station=me, source=source)
     loaded = Federation.load(federation)
-    log = EventFile(events)
     with Client(hub, federation=loaded, me=me) as client:
-        carrier = HubMailbox(client, loaded, me, session, wait=step)
-        endpoint = endpoint_for(loaded, me, roles, session, spec, Timeouts(connect, step), addresses)
-        with endpoint:
-            if isinstance(endpoint, CommitteeSession):
-                endpoint.admit_clients([station for station in roles.sites if station not in roles.committee])
-            steps = Steps(Party(roles, me, endpoint), roles, spec, rows, session=session, mailbox=carrier,
-                          record=lambda event, details: log.append({"audit": event, **details}),
-                          progress=lambda event, details: log.append({"step": event, **details}))
-            outcome = steps.run()
-    return {"rows": outcome.rows, "pooled_rows": outcome.pooled_rows, "model": state_json(outcome.state),
-            "scaling": outcome.scaling.public(), "history": outcome.history, "notes": outcome.notes,
-            "stations": list(roles.sites), "remaining": list(steps.roles.sites)}
+        return take_part(loaded, me, stations, session, data, specification, events,
+                         lambda: HubMailbox(client, loaded, me, session, wait=step), connect=connect, step=step,
+                         addresses=addresses, source=source)
 
 
 def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
@@ -209,5 +193,4 @@ def collect(client: Any, task_id: str) -> dict[str, Any]:
                                    f"{min(payloads)}", peer=station)
     first["stations"] = stations
     first["delivered_by"] = sorted(payloads)
-    first["digest"] = hashlib.sha256(json.dumps(first["model"], sort_keys=True).encode()).hexdigest()
     return first

@@ -233,9 +233,8 @@ class Steps:
     def receive(self, sender: str, name: str, cycle: int) -> ModelState:
         payload, sealed = self.mailbox.receive(sender, name)
         state = decode_state(payload, session=self.session, step=name, peer=sender)
-        expected = self.learner.start(len(self.spec.features), tuple(self.spec.classes), seed=0)
-        if state.learner != expected.learner or state.hyperparameters != dict(self.spec.hyperparameters) or \
-                state.classes != tuple(self.spec.classes) or state.features != expected.features:
+        if state.learner != self.spec.learner or state.hyperparameters != dict(self.spec.hyperparameters) or \
+                state.classes != tuple(self.spec.classes) or state.features != len(self.spec.features):
             raise MalformedMessage(f"the model from {sender} is not the task's {self.spec.learner} model", peer=sender)
         self.record("model-received", {**describe(state), "round": cycle, "from": sender, "name": name,
                                        "sealed_bytes": sealed})
