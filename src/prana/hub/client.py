@@ -20,6 +20,7 @@ from prana.hub.reasons import timed_out
 from prana.pki import FederationContext, KeyPair, apply_revocation, sealing_pair
 
 TERMINAL = ("done", "failed", "refused")
+START_PATIENCE = 10.0    # seconds a client waits for a hub that refuses connections before its first answer
 
 
 class Client:
@@ -51,6 +52,7 @@ class Client:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the certificate of {me!r}: {exc}") from None
         self._http = httpx.Client(base_url=self.hub, verify=context, timeout=timeout, trust_env=False)
+        self._answered = False           # until the hub first answers, a refused connection is retried a while
 
     def close(self) -> None:
         self._http.close()
@@ -67,12 +69,23 @@ class Client:
     def _call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request; a network failure is PeerAborted or PeerTimeout, a refusal ProtocolError with the hub's
         reason."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise PeerTimeout(f"the hub at {self.hub} did not answer in time", peer="hub") from None
-        except httpx.HTTPError as exc:
-            raise PeerAborted(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
+        patience = time.monotonic() + (0.0 if self._answered else START_PATIENCE)
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except httpx.TimeoutException:
+                raise PeerTimeout(f"the hub at {self.hub} did not answer in time", peer="hub") from None
+            except httpx.ConnectError as exc:
+                # a hub started a moment ago may not listen yet: nobody there (refused) is retried for a few
+                # seconds before the first answer; anything else (a certificate, a wrong host) fails at once
+                if not isinstance(exc.__context__, ConnectionRefusedError) and "refused" not in str(exc).lower() \
+                        or time.monotonic() > patience:
+                    raise PeerAborted(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
+                time.sleep(0.25)
+            except httpx.HTTPError as exc:
+                raise PeerAborted(f"cannot reach the hub at {self.hub}: {_reason(exc)}", peer="hub") from None
+        self._answered = True
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
