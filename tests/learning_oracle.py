@@ -46,15 +46,20 @@ def plain_run(spec: LearnSpec, paths: dict[str, Any], absent: dict[str, int] | N
             return learner.train(model, rows.train_x, rows.train_y, epochs=spec.epochs,
                                  seed=seed_for(spec, round_number, name))
 
-        names = tuple(name for name in paths if absent.get(name, spec.rounds + 1) > round_number)
-        if spec.strategy == "fedavg" or spec.handover == "aggregated":
+        def present(number: int) -> tuple[str, ...]:
+            return tuple(name for name in paths if absent.get(name, spec.rounds + 2) > number)
+
+        names = present(round_number)
+        averaging = spec.strategy == "fedavg" or spec.handover == "aggregated"
+        if averaging:
             state = weighted_average([train(state, name) for name in names],
                                      [stations[name].rows for name in names])
         else:
             for name in spec.route(names, round_number):
                 state = train(state, name)
         sums = {"loss": 0.0, "correct": 0.0, "rows": 0.0, "sum_y": 0.0, "sum_y2": 0.0, "sse": 0.0}
-        for rows in (stations[name] for name in names):
+        # FedAvg adds a round's figures in the next round's sum: a station gone by then is missing from them
+        for rows in (stations[name] for name in (present(round_number + 1) if averaging else names)):
             for key, value in learner.evaluate(state, rows.valid_x, rows.valid_y).items():
                 sums[key] += value
         if spec.classifier:

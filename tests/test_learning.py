@@ -269,3 +269,64 @@ def test_a_jax_model_travels_by_name_and_never_as_code():
 
     with pytest.raises(InputValidationError, match="without predict has no accuracy"):
         LearnSpec("jax", "fedavg", ("a",), hyperparameters={"loss": "numpy:sum", "parameters": 2}, target=0.9)
+
+
+# -- the analyst's follow when a dropped-out station's whole process crashed -----------------------------------
+
+class _SilentStationHub:
+    """A hub client whose task never ends: clinic-d's station crashed after the committee left it out, so it
+    never reports; the other three delivered (`deliver` decides which). `wait` polls as the real one does."""
+
+    def __init__(self, deliver: list[str], remaining: list[str]) -> None:
+        import json
+        from types import SimpleNamespace
+
+        payload = {"model": {"arrays": {}}, "scaling": {}, "history": [{"round": 1, "validation_accuracy": 0.9}],
+                   "notes": ["clinic-d dropped out in round 2; the round completed on 3 stations"],
+                   "pooled_rows": 300, "remaining": remaining}
+        self.stations = ["clinic-a", "clinic-b", "clinic-c", "clinic-d"]
+        self.delivered = [SimpleNamespace(name=f"learn.{name}", sender=name, payload=json.dumps(payload).encode())
+                          for name in deliver]
+        self.polls = 0
+
+    def signed_task(self, task_id):
+        from types import SimpleNamespace
+        return SimpleNamespace(stations=self.stations)
+
+    def signed_results(self, task_id):
+        return list(self.delivered)
+
+    def status(self, task_id):
+        import time
+        return {"deadline": time.time() + 3600}
+
+    def wait(self, task_id, *, timeout, on_update):
+        states = {name: {"state": "done"} for name in self.stations[:3]} | {"clinic-d": {"state": "running"}}
+        for _ in range(200):
+            self.polls += 1
+            on_update({"state": "running", "stations": states})
+        raise PeerTimeout(f"task {task_id} is still running after {timeout:g} s")
+
+
+def test_follow_returns_once_every_kept_station_delivered_while_a_left_out_one_stays_silent(monkeypatch):
+    from prana.analyses.learning import station
+
+    monkeypatch.setattr(station, "SILENT_CHECK", 0.0)
+    hub = _SilentStationHub(["clinic-a", "clinic-b", "clinic-c"], ["clinic-a", "clinic-b", "clinic-c"])
+    result = station.follow(hub, "t1")
+    assert hub.polls == 1
+    assert result["delivered_by"] == ["clinic-a", "clinic-b", "clinic-c"]
+    assert result["notes"][-1] == ("clinic-d never reported after the committee went on without it; the hub keeps "
+                                   "task t1 open until its deadline")
+
+
+def test_follow_keeps_waiting_for_a_silent_station_the_committee_still_counts(monkeypatch):
+    from prana.analyses.learning import station
+
+    monkeypatch.setattr(station, "SILENT_CHECK", 0.0)
+    everyone = ["clinic-a", "clinic-b", "clinic-c", "clinic-d"]
+    for hub in (_SilentStationHub(["clinic-a", "clinic-b", "clinic-c"], everyone),    # clinic-d still counted
+                _SilentStationHub(["clinic-a", "clinic-b"], everyone[:3])):         # clinic-c not delivered yet
+        with pytest.raises(PeerTimeout):
+            station.follow(hub, "t1", timeout=5)
+        assert hub.polls == 200

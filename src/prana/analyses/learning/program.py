@@ -11,7 +11,9 @@ with ABY3 and every other station an input client), and only the sum is revealed
     average    [n_k, n_k * c_k, n_k * theta_k]           the sum, to every station; each divides by N
                (theta_k: its model's arrays, flattened   itself, so it learns the weighted average model
                in the state's order; c_k its counters;   (and counters) and N, never one station's model
-               n_k: its training rows)
+               n_k: its training rows), from round 2     (and the previous round's pooled figures)
+               followed by the quality vector of the
+               previous round's model
     quality    [loss_k, correct_k, rows_k, sum y,        the sums, to every station: the pooled validation
                sum y^2, squared error] (over its         loss and accuracy (or R^2), never one station's
                held-out rows, `Learner.evaluate`)
@@ -47,9 +49,12 @@ def size_of(state: ModelState) -> int:
     return len(state.counters) + sum(array.size for array in state.arrays.values())
 
 
-def average_program(roles: Roles, size: int) -> SecureProgram:
-    """Add the stations' [n_k, n_k c_k, n_k theta_k] vectors (`size` values after n_k, `size_of`); the sum
-    goes to every station."""
+def average_program(roles: Roles, size: int, scored: bool = False) -> SecureProgram:
+    """Add the stations' [n_k, n_k c_k, n_k theta_k] vectors (`size` values after n_k, `size_of`), followed,
+    when `scored`, by their validation figures of the previous model (`quality_input`); the sum goes to every
+    station."""
+    if scored:
+        return sum_program(roles, "average-quality", size + 1 + len(QUALITY), roles.site_recipients())
     return sum_program(roles, "average", size + 1, roles.site_recipients())
 
 

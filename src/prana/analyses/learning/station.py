@@ -21,7 +21,9 @@
 The hub holds the task, its states and progress, the members' endpoints and ciphertext it cannot open (the
 hand-overs and the results); never a row, a model or a figure. Who learns what is `learning.strategies`'s
 table. A FedAvg station that is not an ABY3 member and drops out reports "dropped" (the others go on
-without it, `strategies.Steps.present`); the task is done when the others are.
+without it, `strategies.Steps.present`); the task is done when the others are. A station that crashed
+whole never reports at all: the analyst's `follow` returns once every station the committee kept has
+delivered, with a note, and the hub ends the task at its deadline.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from prana.analyses.workers import EventFile, await_endpoints, deliver_sealed, o
 from prana.config import Federation
 from prana.errors import InputValidationError, MalformedMessage, PeerAborted, PrivacyThresholdViolation, UnknownName
 from prana.files import write_private_csv
+from prana.hub.client import TERMINAL
 
 ANALYSIS = "learn"
 RESULT_PREFIX = "learn."
@@ -156,12 +159,50 @@ def start(client: Any, *, spec: LearnSpec, stations: dict[str, str], me: str,
     return client.submit(ANALYSIS, stations=stations, recipients=[me], timeout=timeout, parameters=spec.public())
 
 
+class _Delivered(Exception):
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.result = result
+
+
+SILENT_CHECK = 2.0     # seconds between two looks for a complete result while some station stays silent
+
+
 def follow(client: Any, task_id: str, *, timeout: float | None = None,
            on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Wait until task `task_id` ends (by default until its deadline and a minute more), then `collect`."""
+    """Wait until task `task_id` ends (by default until its deadline and a minute more), then `collect`.
+
+    A FedAvg station whose whole station crashed (not only its worker) never reports "dropped", and the hub
+    keeps the task running until its deadline. So once some station is done, `follow` looks for a complete
+    result every `SILENT_CHECK` seconds: when every station that the committee kept to the end has delivered
+    (`collect`) and each station still not done is one the committee left out, it returns that result, with
+    a note; the task ends at the hub by its deadline."""
     if timeout is None:
         timeout = max(0.0, float(client.status(task_id)["deadline"]) - time.time()) + 60
-    client.wait(task_id, timeout=timeout, on_update=on_update)
+    looked = [0.0]
+
+    def watch(task: dict[str, Any]) -> None:
+        if on_update is not None:
+            on_update(task)
+        states = {station: part.get("state") for station, part in (task.get("stations") or {}).items()}
+        if task.get("state") in TERMINAL or "done" not in states.values() or \
+                time.monotonic() - looked[0] < SILENT_CHECK:
+            return
+        looked[0] = time.monotonic()
+        try:
+            result = collect(client, task_id)
+        except (PeerAborted, UnknownName):
+            return
+        silent = [station for station, state in states.items() if state not in TERMINAL + ("dropped",)]
+        if silent and not set(silent) & set(result.get("remaining", silent)):
+            result["notes"] = [*result.get("notes", []),
+                               f"{', '.join(sorted(silent))} never reported after the committee went on without "
+                               f"it; the hub keeps task {task_id} open until its deadline"]
+            raise _Delivered(result)
+
+    try:
+        client.wait(task_id, timeout=timeout, on_update=watch)
+    except _Delivered as delivered:
+        return delivered.result
     return collect(client, task_id)
 
 

@@ -10,8 +10,9 @@ receives alike, so all stations take the same path without a coordinator.
                     columns alike (`data.Scaling`)
     fedavg round r  every station trains from the global model on its own rows (`epochs` passes); the
                     committee adds [n_k, n_k c_k, n_k theta_k]; every station divides by N: the new global
-                    model. Then every station evaluates it on its held-out rows and the committee adds the
-                    figures (`program.quality_program`).
+                    model. Every station evaluates each global model on its held-out rows, and the
+                    committee adds those figures in the next round's sum (one secure sum per round,
+                    `Steps.averaging`), after the last round alone (`program.quality_program`).
     travel cycle c  the model visits the stations in `LearnSpec.route(c)`: each trains on its rows, then
                     seals the model to the next (`mailbox`); the last seals it to every station. Then the
                     quality round, as in FedAvg.
@@ -149,19 +150,29 @@ class Steps:
         self.rows.standardise(scaling)
         return scaling
 
+    def figures(self, state: ModelState) -> np.ndarray:
+        return quality_input(self.learner.evaluate(state, self.rows.valid_x, self.rows.valid_y))
+
     def quality(self, state: ModelState) -> dict[str, float]:
-        figures = self.learner.evaluate(state, self.rows.valid_x, self.rows.valid_y)
-        total = self.party.run(quality_program(self.roles), quality_input(figures))["total"]
+        total = self.party.run(quality_program(self.roles), self.figures(state))["total"]
         return quality_of(np.asarray(total, float), self.spec.classifier, self.spec.scored)
 
-    def average(self, trained: ModelState, round_number: int) -> ModelState:
+    def average(self, trained: ModelState, round_number: int,
+                scored: ModelState | None = None) -> tuple[ModelState, dict[str, float]]:
+        """The committee's row-weighted average of the stations' `trained` models; with `scored`, the same
+        sum adds the stations' validation figures of that model (`program.average_program`)."""
         vector = average_input(trained, self.rows.rows)
         self.record("model-shared", {**describe(trained), "round": round_number, "bytes": int(vector.nbytes),
                                      "to": "committee (secret shares)"})
-        total = self.party.run(average_program(self.roles, size_of(trained)), vector)["total"]
-        state = averaged(trained, total)
+        size = size_of(trained)
+        if scored is not None:
+            vector = np.concatenate([vector, self.figures(scored)])
+        total = np.asarray(self.party.run(average_program(self.roles, size, scored is not None), vector)["total"],
+                           float)
+        state = averaged(trained, total[:size + 1])
         self.record("model-received", {**describe(state), "round": round_number, "from": "committee (pooled)"})
-        return state
+        figures = quality_of(total[size + 1:], self.spec.classifier, self.spec.scored) if scored is not None else {}
+        return state, figures
 
     def train(self, state: ModelState, round_number: int) -> ModelState:
         started = time.perf_counter()
@@ -178,36 +189,71 @@ class Steps:
         self.traffic, self.sent = [], 0          # the overview's bytes are not a round's
         state = self.learner.start(len(spec.features), tuple(spec.classes), seed=spec.seed)
         outcome = Outcome(state, scaling, rows=self.rows.rows, pooled_rows=self.pooled_rows)
-        for round_number in range(1, spec.rounds + 1):
-            started = time.perf_counter()
-            self.progress("round", {"round": round_number, "rounds": spec.rounds})
-            averaging = spec.strategy == "fedavg" or spec.handover == "aggregated"
-            self.training = 0.0
-            if averaging:
-                trained = self.train(state, round_number)
-                self.present(round_number, "average")
-                state = self.average(trained, round_number)
-                self.present(round_number, "quality")
-                extra: dict[str, Any] = {"stations": len(self.roles.sites)}
-            else:
-                route = spec.route(self.roles.sites, round_number)
-                state = self.travel(state, round_number, route)
-                extra = {"site": route[-1], "order": ">".join(route)}
-            figures = self.quality(state)
-            seconds = time.perf_counter() - started
-            outcome.history.append({"round": round_number, "strategy": spec.strategy, **figures, **extra,
-                                    "seconds": seconds, "train_seconds": self.training})
-            outcome.state = state
-            self.traffic.append(self.sent - sum(self.traffic))
-            self.progress("quality", {"round": round_number, **figures})
-            if outcome.reached(spec):
-                break
+        if spec.strategy == "fedavg" or spec.handover == "aggregated":
+            self.averaging(state, outcome)
+        else:
+            self.travelling(state, outcome)
         outcome.notes = list(self.notes)
         if spec.target is not None and not outcome.reached(spec):
             score = "accuracy" if spec.classifier else "R^2"
             outcome.notes.append(f"the target {score} {spec.target:g} was not reached within {spec.rounds} rounds "
                                  f"(last: {outcome.history[-1]['validation_accuracy']:.4f})")
         return outcome
+
+    def scored(self, outcome: Outcome, round_number: int, state: ModelState, figures: dict[str, float],
+               seconds: float, training: float, extra: dict[str, Any]) -> bool:
+        """Add a round's figures to the history; whether the task stops here (target reached)."""
+        outcome.history.append({"round": round_number, "strategy": self.spec.strategy, **figures, **extra,
+                                "seconds": seconds, "train_seconds": training})
+        outcome.state = state
+        self.progress("quality", {"round": round_number, **figures})
+        return outcome.reached(self.spec)
+
+    def travelling(self, state: ModelState, outcome: Outcome) -> None:
+        for round_number in range(1, self.spec.rounds + 1):
+            started, self.training = time.perf_counter(), 0.0
+            self.progress("round", {"round": round_number, "rounds": self.spec.rounds})
+            route = self.spec.route(self.roles.sites, round_number)
+            state = self.travel(state, round_number, route)
+            figures = self.quality(state)
+            self.traffic.append(self.sent - sum(self.traffic))
+            if self.scored(outcome, round_number, state, figures, time.perf_counter() - started, self.training,
+                           {"site": route[-1], "order": ">".join(route)}):
+                return
+
+    def averaging(self, state: ModelState, outcome: Outcome) -> None:
+        """FedAvg rounds (and travel with aggregated hand-overs) at one secure sum per round: round r's sum
+        adds the updates trained from model r-1 together with model r-1's validation figures, so the figures
+        of a round arrive with the next round's average (a station that drops out in round r+1 is missing from
+        round r's figures too). After the last round, one sum of the figures alone; a round that reaches the
+        target ends the task with its model, and the next round's average is discarded."""
+        spec = self.spec
+        waiting: tuple[int, ModelState, float, float, dict[str, Any]] | None = None
+        for round_number in range(1, spec.rounds + 2):
+            started, self.training = time.perf_counter(), 0.0
+            if round_number <= spec.rounds:
+                self.progress("round", {"round": round_number, "rounds": spec.rounds})
+                trained = self.train(state, round_number)
+                self.present(round_number, "average")
+                stations = len(self.roles.sites)
+                following, figures = self.average(trained, round_number, scored=state if waiting else None)
+            else:
+                self.present(round_number, "quality")
+                following, figures = state, self.quality(state)
+            seconds = time.perf_counter() - started
+            last = round_number > spec.rounds
+            if last:                             # the figures-only sum counts as the last round's
+                self.traffic[-1] += self.sent - sum(self.traffic)
+            else:
+                self.traffic.append(self.sent - sum(self.traffic))
+            if waiting is not None:
+                number, model, spent, training, extra = waiting
+                if last:
+                    spent += seconds
+                if self.scored(outcome, number, model, figures, spent, training, extra) or last:
+                    return
+            waiting = (round_number, following, seconds, self.training, {"stations": stations})
+            state = following
 
     def travel(self, state: ModelState, cycle: int, route: list[str]) -> ModelState:
         """One cycle of the travelling model; returns the model after the cycle (every station has it)."""
