@@ -112,3 +112,22 @@ def test_store_on_sqlite(tmp_path: Path, federation):
 @pytest.mark.slow
 def test_store_on_postgresql(postgres_url: str, federation):
     _exercise(postgres_url, federation)
+
+
+def test_a_task_handed_out_but_never_acknowledged_is_handed_out_again(tmp_path: Path, federation, monkeypatch):
+    """The answer to a poll can be lost (the polling station died while the hub waited, or the connection
+    closed under it): a task the station has not reported on is offered again after OFFER_AGAIN seconds, and
+    one it has acknowledged never is."""
+    import prana.hub.store as store_module
+
+    store = Store(f"sqlite:///{tmp_path / 'hub.db'}")
+    lost = store.create(_signed(federation, analysis="compare", parameters={}, stations={"authority": "incomes"},
+                                recipients=["bank"], timeout=60))
+    seen = store.create(_signed(federation, analysis="compare", parameters={"anonymity": 7},
+                                stations={"authority": "incomes"}, recipients=["bank"], timeout=60))
+    assert {item["id"] for item in store.claim_new("authority")} == {lost["id"], seen["id"]}
+    assert store.claim_new("authority") == []                        # not at once: the station is working on it
+    store.report(seen["id"], "authority", state="awaiting-approval")
+    monkeypatch.setattr(store_module, "OFFER_AGAIN", 0.0)
+    time.sleep(0.01)
+    assert [item["id"] for item in store.claim_new("authority")] == [lost["id"]]

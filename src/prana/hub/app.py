@@ -197,6 +197,8 @@ def create_app(store: Store, *, known: set[str] | None = None, federation: Any =
             raise HTTPException(403, f"{station} is not a station of this federation")
         deadline = asyncio.get_running_loop().time() + max(0.0, min(wait, 60.0))
         while True:
+            if await request.is_disconnected():    # a station that died mid-poll: hand nothing to nobody
+                return []
             tasks = await asyncio.to_thread(store.claim_new, station)
             if tasks or asyncio.get_running_loop().time() >= deadline:
                 return tasks

@@ -25,6 +25,7 @@ from prana.hub.reasons import NO_DECISION, PAST_DEADLINE
 from prana.signed import parse_task
 
 TERMINAL = ("done", "failed", "refused")
+OFFER_AGAIN = 5.0     # seconds after which a task handed out but not acknowledged is handed out again
 STATION_STATES = ("submitted", "received", "awaiting-approval", "approved", "running", "done", "failed", "refused",
                   "dropped")     # dropped: the others went on without this station (FedAvg), and it stopped
 
@@ -170,10 +171,15 @@ class Store:
             return [row.view() for row in rows]
 
     def claim_new(self, station: str) -> list[dict[str, Any]]:
-        """Tasks newly addressed to `station`; each is handed out once (marked received)."""
+        """Tasks newly addressed to `station`, marked received. A task stays received until the station's first
+        report acknowledges it (awaiting-approval, approved or refused, within milliseconds); one handed out
+        more than OFFER_AGAIN s ago and still not acknowledged is handed out again, because the answer that
+        carried it may never have arrived (a poll whose caller died, or a connection closed under it). A
+        station runs each signed task once whatever the hub sends (`Station.authentic`)."""
         with self.session() as db, db.begin():
+            unacknowledged = (TaskStation.state == "received") & (TaskStation.updated < now() - OFFER_AGAIN)
             parts = db.scalars(select(TaskStation).where(TaskStation.station == station,
-                                                         TaskStation.state == "submitted")).all()
+                                                         (TaskStation.state == "submitted") | unacknowledged)).all()
             out = []
             for part in parts:
                 if part.task.state in TERMINAL:

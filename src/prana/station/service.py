@@ -223,6 +223,7 @@ class Station:
                     raise ConfigError(f"the policy of dataset {dataset!r}, table [{dataset}.{analysis}]: {where}: "
                                       f"{first['msg']}") from None
         self._threads: list[threading.Thread] = []
+        self._handling: set[str] = set()         # ids of the tasks this process is handling now
 
     def audit_event(self, task: dict[str, Any], event: str, **fields: Any) -> None:
         self.audit.append(event=event, task=str(task.get("id", ""))[:200], analysis=str(task.get("analysis", ""))[:200],
@@ -270,8 +271,11 @@ class Station:
                 self.on_event("hub-reachable", {"hub": self.hub, "first": reachable is None})
                 reachable, delay = True, RETRY_FIRST
             for task in tasks:
+                if task.get("id") in self._handling:   # handed out again before this station's report arrived
+                    continue
+                self._handling.add(task.get("id"))
                 handled += 1
-                thread = threading.Thread(target=self.handle, args=(task,), daemon=True)
+                thread = threading.Thread(target=self._handle_once, args=(task,), daemon=True)
                 thread.start()
                 self._threads.append(thread)
         for thread in self._threads:
@@ -309,6 +313,12 @@ class Station:
         limits = self._limits.get(key) or role.Limits()
         admitted = role.admit(limits, task, self.budget)
         return decision, admitted, role.summary(task)
+
+    def _handle_once(self, offered: dict[str, Any]) -> None:
+        try:
+            self.handle(offered)
+        finally:
+            self._handling.discard(offered.get("id"))
 
     def handle(self, offered: dict[str, Any]) -> None:
         """One task from arrival to its end; never raises (every outcome is reported and audited)."""
