@@ -23,6 +23,7 @@ from typer._click.exceptions import ClickException   # typer 0.29 bundles its ow
 from typer.exceptions import Abort
 
 from prana import __version__
+from prana.cli import auction as auction_cli
 from prana.cli import cluster as cluster_cli
 from prana.cli import federation as federation_cli
 from prana.cli import compare as compare_cli
@@ -76,6 +77,7 @@ app.add_typer(hub_cli.app, name="hub")
 app.add_typer(station_cli.app, name="station")
 app.add_typer(task_cli.app, name="task")
 app.add_typer(learn_cli.app, name="learn")
+app.add_typer(auction_cli.app, name="auction")
 
 
 def _version(value: bool) -> None:

@@ -13,6 +13,10 @@ revealed to R:
     rN:program           every pair             SHA-256 of the compiled program; must agree
     rN:in:<name>         owner -> each member   that member's share of the input (owner makes shares)
                          C -> each member       (for client inputs: the client makes the shares)
+    (held input)         nobody, at run time    an input owned by "held:<X>": each member brings its own
+                                                share, made earlier by an offline input client (an auction
+                                                bidder, sealed to each member through the hub) or kept from
+                                                an earlier run's sealed output
     (SPU run)            members                MPC traffic
     rN:out:<name>        each member -> R       R's copy of that member's output share; R reconstructs
     (sealed output)      each member -> caller  its own share of an output addressed to "sealed:<X>", as
@@ -55,6 +59,7 @@ from prana.errors import ConfigError, MalformedMessage, PeerAborted, PeerTimeout
 ENGINE_VERSION = "1"
 CLIENT_PREFIX = "client:"
 SEALED_PREFIX = "sealed:"
+HELD_PREFIX = "held:"
 
 
 @dataclass(frozen=True)
@@ -471,9 +476,11 @@ class CommitteeSession:
             raise MalformedMessage(f"{peer} sent a share of {name!r} with shape {tuple(meta.shape.dims)}, "
                                    f"expected {expected}", peer=peer, task=self.session, step=step)
 
-    def run(self, program: SecureProgram, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, program: SecureProgram, inputs: dict[str, np.ndarray],
+            held: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Run `program` with this party's `inputs`; returns the outputs revealed to this party (arrays), and
-        this party's share of each sealed output (bytes, see `export_share`)."""
+        this party's share of each sealed output (bytes, see `export_share`). `held`: this member's own
+        `libspu.Share` of every input owned by "held:..." (shares it already holds)."""
         from spu import libspu
 
         if self._runtime is None:
@@ -483,12 +490,16 @@ class CommitteeSession:
                               f"{self.ring_bits}")
         members = set(self.committee)
         for owner in program.owners():
-            if owner not in members and not owner.startswith(CLIENT_PREFIX):
+            if owner not in members and not owner.startswith((CLIENT_PREFIX, HELD_PREFIX)):
                 raise ConfigError(f"input owner {owner!r} of {program.name} is not in the committee")
         mine = {spec.name for spec in program.inputs if spec.owner == self.me}
         if set(inputs) != mine:
             raise ConfigError(f"{self.me} must supply exactly {sorted(mine)} to {program.name}")
         checked = {name: program.check_input(name, value) for name, value in inputs.items()}
+        held = dict(held or {})
+        wanted = {spec.name for spec in program.inputs if spec.owner.startswith(HELD_PREFIX)}
+        if set(held) != wanted:
+            raise ConfigError(f"{self.me} must hold shares of exactly {sorted(wanted)} for {program.name}")
         self._runs += 1
         prefix = f"r{self._runs}"
 
@@ -515,6 +526,9 @@ class CommitteeSession:
                     self._event("sent", kind="share", name=spec.name, to=peer, bytes=sent,
                                 shape=list(spec.shape))
                 share = shares[self.rank]
+            elif spec.owner.startswith(HELD_PREFIX):
+                share = held[spec.name]
+                self._check_share(share, program, spec.name, self.me, step)
             elif spec.owner in members:
                 frame = self.peers[spec.owner].recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
                 share = wire.frame_share(frame, expected_name=spec.name, peer=spec.owner)

@@ -20,6 +20,9 @@ Kinds:
 - EXECUTABLE: a serialised `libspu.Executable` in blob 0, with its SHA-256 in the header.
 - MODEL: a learner's state (`prana.analyses.learning.state`): the header names the learner, its
   hyperparameters, counters and arrays; blobs 0.. are the arrays' raw float64 values.
+- BID: one server's part of an auction bid's replicated shares (`prana.analyses.auction.shares`): the header
+  names the auction, bidder, bid sequence, server, shape and ring; blobs 0 and 1 are the server's two
+  components, each a 32-byte seed or the raw little-endian values.
 
 Every decode checks the magic, version, kind, lengths and the header's required fields, and raises
 `MalformedMessage` with one sentence on any mismatch.
@@ -55,6 +58,7 @@ class Kind(enum.IntEnum):
     ARRAY = 5
     EXECUTABLE = 6
     MODEL = 7
+    BID = 8
 
 
 @dataclass

@@ -23,36 +23,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from prana.analyses.sealed import open_from, seal_to
 from prana.config import Federation
 from prana.errors import MalformedMessage, PeerAborted, PeerTimeout, PranaError
 
 POLL = 0.01            # the longest wait between two looks (a cheap stat); the first after 1, 2, 4 ... ms
-
-
-def _seal_to(federation: Federation, me: str, recipient: str, task: str, name: str, payload: bytes) -> bytes:
-    from prana.hub.sealing import seal
-    from prana.signed import pack_result, verified_certificate
-
-    certificate = federation.sealing_certificate_of(recipient).read_bytes()
-    verified_certificate(federation, certificate, recipient, what=f"the sealing certificate of {recipient}",
-                         sealing=True)
-    signed = pack_result(federation.private_key_path(me).read_bytes(), task=task, sender=me, recipient=recipient,
-                         name=name, payload=payload)
-    return seal(certificate, signed, context=f"{task}/{name}".encode())
-
-
-def _open_from(federation: Federation, me: str, sender: str, task: str, name: str, sealed: bytes) -> bytes:
-    from prana.hub.sealing import unseal
-    from prana.pki import KeyPair, sealing_pair
-    from prana.signed import open_result
-
-    pair = sealing_pair(KeyPair(federation.certificate_path(me), federation.private_key_path(me)))
-    try:
-        data = unseal(pair.private_key.read_bytes(), sealed, context=f"{task}/{name}".encode())
-    except MalformedMessage as exc:
-        raise MalformedMessage(f"the model {name!r} from {sender} does not open: {exc}", peer=sender) from None
-    return open_result(federation, data, task=task, recipient=me, name=name, sender=sender,
-                       certificate_pem=federation.certificate_of(sender).read_bytes()).payload
 
 
 class FolderMailbox:
@@ -64,7 +39,7 @@ class FolderMailbox:
         self.alive = alive
 
     def send(self, recipient: str, name: str, payload: bytes) -> int:
-        sealed = _seal_to(self.federation, self.me, recipient, self.task, name, payload)
+        sealed = seal_to(self.federation, self.me, recipient, self.task, name, payload)
         folder = self.root / recipient
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = folder / name
@@ -91,7 +66,7 @@ class FolderMailbox:
             time.sleep(pause)
             pause = min(2 * pause, POLL)
         sealed = path.read_bytes()
-        return _open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
+        return open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
 
 
 class HubMailbox:
@@ -103,7 +78,7 @@ class HubMailbox:
         self.alive = alive
 
     def send(self, recipient: str, name: str, payload: bytes) -> int:
-        sealed = _seal_to(self.federation, self.me, recipient, self.task, name, payload)
+        sealed = seal_to(self.federation, self.me, recipient, self.task, name, payload)
         self.client.put_sealed(self.task, recipient, name, sealed)
         return len(sealed)
 
@@ -122,7 +97,7 @@ class HubMailbox:
                         raise MalformedMessage(f"the model {name!r} came from {row.get('sender')}, not {sender}",
                                                peer=sender)
                     sealed = base64.b64decode(row["sealed"])
-                    return _open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
+                    return open_from(self.federation, self.me, sender, self.task, name, sealed), len(sealed)
             if self.alive is not None and not self.alive():
                 raise PeerAborted(f"the task ended while {self.me} waited for the model from {sender}", peer=sender)
             if time.monotonic() > deadline:
