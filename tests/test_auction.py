@@ -173,3 +173,29 @@ def test_the_clearing_and_allocation_programs_equal_the_plaintext_rules():
     assert {name: tuple(int(value) for value in row) for name, row in zip(vectors, np.asarray(trades))} == \
         {name: tuple(trade) for name, trade in expected.trades.items()}
     assert int(np.asarray(trades)[:, 0].sum()) == expected.supply
+
+
+def test_in_the_narrow_ring_validity_equals_the_rules_and_the_widening_recovers_the_values():
+    """Bids read modulo 2^32: the validity program in Z_2^32 (int32, wrapping as the ring does) on the rules,
+    including the wrap-around attack at 32 bits; and the totals and at-price columns rebuilt in Z_2^64 from
+    three 32-bit components extended with zeros, as the servers hold them."""
+    levels, quantity = 4000, MAX_QUANTITY
+    assert programs.narrow_ring(levels, 1229, quantity) and not programs.narrow_ring(levels, 5000, quantity)
+    assert not programs.narrow_ring(10, 3, 2**30)
+    program = programs.validity_program(SERVERS, 4, levels, quantity, 32)
+    rng = np.random.default_rng(4)
+    bids = np.stack([_vectors(rng, levels) for _ in range(4)])
+    bids[1, 0, :4] = [quantity, quantity, 2**30, 2**30]     # (Q - Q) + 0 + (Q - 2^30) + ... wraps mod 2^32
+    bids[1, 0, 4:] = 0
+    bids[2, 1, 7] = -1
+    (bits,) = programs.plain(program, bids.astype(np.int32))
+    assert list(np.asarray(bits)) == [is_valid(bid, quantity) for bid in bids] == [True, False, False, True]
+
+    values = rng.integers(0, 2**31, size=(2, 50), dtype=np.int64)
+    first, second = (rng.integers(0, 2**32, size=values.shape, dtype=np.uint64) for _ in range(2))
+    third = (values.astype(np.uint64) - first - second) % np.uint64(2**32)
+    integer_sum = (first + second + third).astype(np.int64)                 # L, below 3 * 2^32
+    assert np.array_equal(np.asarray(programs._widened(integer_sum)), values)
+    count, demand, supply = programs.plain(programs.clearing_program(SERVERS, 50, widen=True), integer_sum)
+    crossing = np.flatnonzero(values[0] >= values[1])
+    assert int(count) == crossing.size

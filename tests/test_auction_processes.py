@@ -34,8 +34,8 @@ def write(folder: Path, prices, rows, name="bids.csv") -> tuple[Path, Path]:
     return folder / "prices.csv", folder / name
 
 
-def check(result, prices_path, bids_path, refused=()):
-    expected = oracle(read_prices(prices_path), read_rows(bids_path), Q, refused=refused)
+def check(result, prices_path, bids_path, refused=(), quantity=Q):
+    expected = oracle(read_prices(prices_path), read_rows(bids_path), quantity, refused=refused)
     for key in ("price", "level", "demand", "supply", "volume", "valid_bids", "invalid"):
         assert result[key] == expected[key], key
     assert result["trades"] == expected["trades"]
@@ -45,14 +45,17 @@ def check(result, prices_path, bids_path, refused=()):
 
 
 def test_random_auctions_equal_the_plaintext_rules(tmp_path):
-    for seed, (bidders, levels) in enumerate([(40, 60), (25, 9)]):
+    # the first two read the bids modulo 2^32 (validity in Z_2^32, then widened); the third's Q does not
+    # leave room for that, and it runs in Z_2^64 throughout
+    for seed, (bidders, levels, quantity, ring) in enumerate([(40, 60, Q, 32), (25, 9, Q, 32), (12, 300, 2**24, 64)]):
         prices, bids = sugar_beet(bidders, levels, seed=seed + 11)
         folder = tmp_path / f"random-{seed}"
         folder.mkdir()
         prices.to_csv(folder / "prices.csv", index=False)
         bids.to_csv(folder / "bids.csv", index=False)
-        result = auction_local(folder / "prices.csv", folder / "bids.csv", folder / "out")
-        expected = check(result, folder / "prices.csv", folder / "bids.csv")
+        result = auction_local(folder / "prices.csv", folder / "bids.csv", folder / "out", max_quantity=quantity)
+        assert result["validity_ring"] == ring
+        expected = check(result, folder / "prices.csv", folder / "bids.csv", quantity=quantity)
         assert expected["volume"] > 0
         written = json.loads((folder / "out" / "result.json").read_text())
         assert {key: written[key] for key in ("price", "volume", "invalid")} == \

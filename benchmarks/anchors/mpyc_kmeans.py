@@ -67,33 +67,17 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-PARTIES = 3
+from mpyc_common import PARTIES, dispatch, log, machine_busy_seconds, run_parties
+
 SCALE_BITS = 8          # features quantised as round(z * 2^8)
 QBITS = 12              # |quantised feature| <= 2^11 - 1
 BOUND = (1 << (QBITS - 1)) - 1
-
-
-def log(*args: object) -> None:
-    print(*args, file=sys.stderr, flush=True)
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds spent busy by the whole machine so far (all processes), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -260,90 +244,30 @@ def party_main() -> None:
 
 # ---------------------------------------------------------------- driver
 
-def free_base_port() -> int:
-    """A base port b with b, b+1, b+2 free (MPyC's parties 1 and 2 listen on b+1, b+2)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            b = s.getsockname()[1]
-        if b + PARTIES > 65535:
-            continue
-        try:
-            socks = []
-            for i in range(PARTIES):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("", b + i))
-            return b
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
-
-
 def driver(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     if min(args.points, args.features, args.k, args.iterations) < 1 or args.points < PARTIES * args.k:
         sys.exit("mpyc_kmeans: need points >= 3k and features, k, iterations >= 1")
-    base = free_base_port()
-    log(f"mpyc_kmeans: starting {PARTIES} MPyC parties (base port {base}) for "
-        f"{args.points} x {args.features}, k={args.k}, {args.iterations} iterations")
-    t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mpyc_kmeans_") as tmp:
-        procs, outs, errs = [], [], []
-        for i in range(PARTIES):
-            out = open(os.path.join(tmp, f"party{i}.out"), "w+")
-            err = None if i == 0 else open(os.path.join(tmp, f"party{i}.err"), "w+")
-            cmd = [sys.executable, os.path.abspath(__file__), *argv,
-                   "-M", str(PARTIES), "-I", str(i), "-B", str(base)]
-            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=err if err else None))
-            outs.append(out)
-            errs.append(err)
-        failed = None
-        while any(p.poll() is None for p in procs):
-            bad = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
-            if bad or time.perf_counter() - t_start > args.timeout:
-                failed = bad or "timeout"
-                break
-            time.sleep(0.2)
-        if failed is not None:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        for i in (1, 2):
-            if procs[i].returncode != 0:
-                errs[i].seek(0)
-                log(f"--- party {i} exited {procs[i].returncode}; its stderr:\n{errs[i].read()}")
-        outs[0].seek(0)
-        lines = outs[0].read().splitlines()
-        for f in outs + errs:
-            if f:
-                f.close()
-    wall = time.perf_counter() - t_start
-    for ln in lines:
-        if not ln.startswith("{"):
-            log(f"party 0 (MPyC log): {ln}")
-    lines = [ln for ln in lines if ln.startswith("{")]
-    log(f"mpyc_kmeans: all parties done in {wall:.1f} s (wall, incl. start-up)")
-    if lines:
-        result = json.loads(lines[-1])
-        result["wall_seconds_whole_run"] = round(wall, 1)  # driver: launch to last party's exit
-        print(json.dumps(result), flush=True)
-    if failed is not None or any(p.returncode != 0 for p in procs) or not lines:
-        log(f"mpyc_kmeans: FAILED ({failed=}, exit codes {[p.returncode for p in procs]})")
+    run = run_parties(__file__, argv, args.timeout, log_killed_stderr=True,
+                      what=f"{args.points} x {args.features}, k={args.k}, {args.iterations} iterations")
+    log(f"mpyc_kmeans: all parties done in {run.wall:.1f} s (wall, incl. start-up)")
+    if run.result is not None:
+        print(json.dumps(run.result), flush=True)
+    failed: list[int] | str | None = None
+    if run.bad:
+        failed = run.bad
+    elif run.timed_out:
+        failed = "timeout"
+    elif run.interrupted is not None:
+        failed = f"driver interrupted ({run.interrupted})"
+    # party 0 exits 1 itself when the secure result differs from the plaintext one (see party_main)
+    if failed is not None or any(rc != 0 for rc in run.returncodes) or run.result is None:
+        log(f"mpyc_kmeans: FAILED ({failed=}, exit codes {run.returncodes})")
         sys.exit(1)
 
 
 def main() -> None:
-    mpyc_party_flags = {"-I", "--index", "-M", "-P", "-C", "--config"}
-    if any(a.split("=")[0] in mpyc_party_flags or a.startswith(("-I", "-M")) for a in sys.argv[1:]):
-        party_main()
-    else:
-        driver(sys.argv[1:])
+    dispatch(party_main, driver)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,9 @@ class CommitteeSession:
     session opens its own on this party's federation address. `arrivals` lets a service hand over peers
     that already said HELLO to it. `on_unreachable(peer)` is called once per peer this party connects to,
     when the first attempt finds nobody listening; it may raise to stop at once on a mistake it recognises
-    (see `channel.connect`).
+    (see `channel.connect`). `other_rings`: more rings (bits) this session's programs may use besides
+    `ring_bits`, each with its own SPU runtime on the same link, made when the link opens (making one sets up
+    its randomness with the other members, so it cannot wait until a member may be gone).
     """
 
     federation: Federation
@@ -142,6 +144,7 @@ class CommitteeSession:
     on_event: Callable[[str, dict[str, Any]], None] | None = None
     addresses: dict[str, str] = field(default_factory=dict)
     on_unreachable: Callable[[str], None] | None = None
+    other_rings: tuple[int, ...] = ()
     peers: dict[str, Channel] = field(default_factory=dict, init=False)
     peer_hellos: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
     clients: dict[str, Channel] = field(default_factory=dict, init=False)
@@ -154,6 +157,7 @@ class CommitteeSession:
     _identity: LinkIdentity | None = field(default=None, init=False)
     _link_certificates: dict[str, str] = field(default_factory=dict, init=False)
     _runtime: Any = field(default=None, init=False)
+    _other_rings: dict = field(default_factory=dict, init=False)
     _io: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -249,6 +253,10 @@ class CommitteeSession:
         config = runtime_config(len(self.committee), self.ring_bits, self.fraction_bits)
         self._runtime = spu_api.Runtime(self._link, config)
         self._io = spu_api.Io(len(self.committee), config)
+        for bits in self.other_rings:
+            other = runtime_config(len(self.committee), bits, self.fraction_bits)
+            self._other_rings[(bits, self.fraction_bits)] = (spu_api.Runtime(self._link, other),
+                                                             spu_api.Io(len(self.committee), other))
         # yacl's mesh handshake can finish at one end before the other; a member that went on and stopped at
         # once would leave the other retrying its connect for the whole connect timeout. So nobody goes on
         # before every end of the link is up (as for side links, `_fresh_link`).
@@ -356,6 +364,7 @@ class CommitteeSession:
         self._link = None
         self._side_links.clear()
         self._runtime = None
+        self._other_rings.clear()
         if self._identity is not None:   # the session key goes with the session
             self._identity.close()
         if self._own_listener and self.listener is not None:
@@ -485,9 +494,7 @@ class CommitteeSession:
 
         if self._runtime is None:
             raise ProtocolError("the session is not open", task=self.session)
-        if (program.ring_bits, program.fraction_bits) != (self.ring_bits, self.fraction_bits):
-            raise ConfigError(f"program {program.name} needs a {program.ring_bits}-bit ring; this session has "
-                              f"{self.ring_bits}")
+        runtime, io = self._engine_for(program)
         members = set(self.committee)
         for owner in program.owners():
             if owner not in members and not owner.startswith((CLIENT_PREFIX, HELD_PREFIX)):
@@ -519,7 +526,7 @@ class CommitteeSession:
         for spec in program.inputs:
             step = f"{prefix}:in:{spec.name}"
             if spec.owner == self.me:
-                shares = self._io.make_shares(checked[spec.name], libspu.Visibility.VIS_SECRET, self.rank)
+                shares = io.make_shares(checked[spec.name], libspu.Visibility.VIS_SECRET, self.rank)
                 for peer in self.peers:
                     sent = self.peers[peer].send(wire.share_frame(self.session, step, spec.name,
                                                                   shares[self.committee.index(peer)]))
@@ -539,12 +546,12 @@ class CommitteeSession:
                 frame = channel.recv(step=step, timeout=self.timeouts.step, kinds=(wire.Kind.SHARE,))
                 share = wire.frame_share(frame, expected_name=spec.name, peer=client)
                 self._check_share(share, program, spec.name, client, step)
-            self._runtime.set_var(spec.name, share)
+            runtime.set_var(spec.name, share)
 
         started = time.perf_counter()
         watchdog = PeerWatchdog(self.peers) if os.environ.get("PRANA_PARENT_PID") else None
         try:
-            self._runtime.run(executable)
+            runtime.run(executable)
         except RuntimeError as exc:
             raise engine_error(exc, f"{prefix}:run", self.session) from None
         finally:
@@ -555,7 +562,7 @@ class CommitteeSession:
         revealed: dict[str, Any] = {}
         for spec in program.outputs:
             step = f"{prefix}:out:{spec.name}"
-            share = self._runtime.get_var(spec.name)
+            share = runtime.get_var(spec.name)
             if any(recipient.startswith(SEALED_PREFIX) for recipient in spec.recipients):
                 revealed[spec.name] = export_share(self, spec.name, share)
             frame = wire.share_frame(self.session, step, spec.name, share)
@@ -580,10 +587,22 @@ class CommitteeSession:
                     sent = self._client_channel(recipient[len(CLIENT_PREFIX):]).send(frame)
                     self._event("sent", kind="output share", name=spec.name, to=recipient, bytes=sent)
             if receiving:
-                revealed[spec.name] = np.asarray(self._io.reconstruct([shares[m] for m in self.committee]))
+                revealed[spec.name] = np.asarray(io.reconstruct([shares[m] for m in self.committee]))
         for name in [spec.name for spec in program.inputs] + [spec.name for spec in program.outputs]:
-            self._runtime.del_var(name)
+            runtime.del_var(name)
         return revealed
+
+    def _engine_for(self, program: SecureProgram) -> tuple[Any, Any]:
+        """The SPU runtime and io of the program's ring: the session's own, or one of `other_rings` (the
+        auction checks validity in Z_(2^32), then clears and allocates in Z_(2^64))."""
+        ring = (program.ring_bits, program.fraction_bits)
+        if ring == (self.ring_bits, self.fraction_bits):
+            return self._runtime, self._io
+        if ring not in self._other_rings:
+            raise ConfigError(f"program {program.name} needs a {program.ring_bits}-bit ring with "
+                              f"{program.fraction_bits} fraction bits; this session has {self.ring_bits} bits"
+                              + "".join(f" and {bits}" for bits in self.other_rings))
+        return self._other_rings[ring]
 
 
 def export_share(session: CommitteeSession, name: str, share: Any) -> bytes:

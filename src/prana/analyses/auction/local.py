@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from prana.analyses.auction.program import NARROW_BITS
 from prana.analyses.auction.rules import MAX_QUANTITY, PriceGrid, bidder_order, read_bids
 from prana.analyses.auction.server import Auction, Steps, check_scale, open_trade_parts
 from prana.analyses.sealed import open_from, seal_to
@@ -124,12 +125,13 @@ def server_worker(federation: str, me: str, auction: dict[str, Any], board: str,
     public = Auction.from_public(auction)
     purpose = {"analysis": "auction", "version": VERSION, "auction": public.id}
     events: list[dict[str, Any]] = []
-    with CommitteeSession(loaded, me, list(public.servers), session, purpose,
+    with CommitteeSession(loaded, me, list(public.servers), session, purpose, other_rings=(NARROW_BITS,),
                           timeouts=Timeouts(connect=connect, step=step)) as endpoint:
         steps = Steps(endpoint, public, FolderBox(board, loaded, me, public.id),
                       record=lambda event, details: events.append({"audit": event, **details}))
         outcome = steps.run()
-    return {"public": outcome.public, "phases": outcome.phases, "order": outcome.order, "events": events}
+    return {"public": outcome.public, "phases": outcome.phases, "order": outcome.order, "events": events,
+            "validity_ring": 32 if steps.narrow else 64}
 
 
 # -- the runner -----------------------------------------------------------------------------------------------
@@ -139,8 +141,9 @@ def auction_local(prices: Path | str, bids: Path | str, out: Path | str | None =
                   timeout: float = 3600.0, workers: dict[str, str] | None = None, extra_path: list[str] | None = None,
                   replaced: dict[str, str] | None = None, workdir: Path | str | None = None,
                   on_phase: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run the auction; return the public result with "trades" ({bidder: (bought, sold)}), "phases" and
-    "bidding" (the clients' seconds), and write DIR's files when `out` is given. `workers` may name other
+    """Run the auction; return the public result with "trades" ({bidder: (bought, sold)}), "phases",
+    "validity_ring" (32 or 64: the ring the servers read the bids in, `program`) and "bidding" (the clients'
+    seconds), and write DIR's files when `out` is given. `workers` may name other
     process targets for "bidders" or a server (the attack tests), found on `extra_path`. `workdir`: keep the
     federation, the sealed board and the processes' files there (default: a temporary folder, removed)."""
     grid = PriceGrid.load(prices)
@@ -207,6 +210,7 @@ def auction_local(prices: Path | str, bids: Path | str, out: Path | str | None =
     public = {key: value for key, value in publics[0].items() if key not in ("auction", "version")}
     result = {**public, "trades": trades, "own": own, "closing_seconds": closing,
               "phases": {server: results[server]["phases"] for server in SERVERS},
+              "validity_ring": results[SERVERS[0]]["validity_ring"],
               "bidding": {"bidders": bidding["bidders"], "seconds": bidding["seconds"],
                           "per_bid": bidding["per_bid"]},
               "sides": {name: bid.sides() for name, bid in parsed.items()}}

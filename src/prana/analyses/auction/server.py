@@ -131,6 +131,7 @@ class Steps:
         self.rank = auction.rank(self.me)
         self.record, self.progress = record, progress
         self.phases: dict[str, float] = {}
+        self.narrow = False             # bids read modulo 2^32 (decided once the consistent bids are known)
 
     def _timed(self, phase: str, started: float) -> None:
         self.phases[phase] = round(time.perf_counter() - started, 4)
@@ -149,6 +150,11 @@ class Steps:
         order = bidder_order(consistent)
         pairs = np.stack([parts[name].components() for name in order]) if order else \
             np.zeros((0, 2, auction.levels, 2), dtype=np.uint64)
+        from prana.analyses.auction.program import narrow_ring
+
+        self.narrow = narrow_ring(auction.levels, len(order), auction.max_quantity)
+        if self.narrow:                # every bid read modulo 2^32 (`program`, two rings)
+            pairs = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         started = time.perf_counter()
         valid = self.validity(pairs) if auction.check_validity else np.ones(len(order), dtype=bool)
         self._timed("validity", started)
@@ -229,13 +235,14 @@ class Steps:
         auction = self.auction
         bids = pairs.shape[0]
         batch = min(BATCH, max(bids, 1))
-        program = validity_program(tuple(auction.servers), batch, auction.levels, auction.max_quantity)
+        ring = 32 if self.narrow else 64
+        program = validity_program(tuple(auction.servers), batch, auction.levels, auction.max_quantity, ring)
         valid = np.zeros(bids, dtype=bool)
         for start in range(0, bids, batch):
             chunk = pairs[start:start + batch]
             if chunk.shape[0] < batch:       # pad with bids of zeros (a valid sharing of 0 at every server)
                 chunk = np.concatenate([chunk, np.zeros((batch - chunk.shape[0], *chunk.shape[1:]), chunk.dtype)])
-            bits = self.session.run(program, {}, held={"bids": stack(chunk)})["valid"]
+            bits = self.session.run(program, {}, held={"bids": stack(chunk, ring)})["valid"]
             valid[start:start + batch] = np.asarray(bits, dtype=bool).ravel()[:min(batch, bids - start)]
             self.progress("validity", {"checked": min(start + batch, bids), "bids": bids})
         return valid
@@ -243,18 +250,19 @@ class Steps:
     def clearing(self, pairs: np.ndarray) -> tuple[int, int, int]:
         from prana.analyses.auction.program import clearing_program
 
-        totals = pairs.sum(axis=0, dtype=np.uint64) if pairs.shape[0] else \
-            np.zeros((2, self.auction.levels, 2), dtype=np.uint64)      # sums of shares wrap mod 2^64, as shares do
-        out = self.session.run(clearing_program(tuple(self.auction.servers), self.auction.levels), {},
-                               held={"totals": stack(totals)})
+        # sums of shares wrap modulo the ring, as shares do; 32-bit ones are then extended with zeros
+        totals = pairs.sum(axis=0, dtype=pairs.dtype) if pairs.shape[0] else \
+            np.zeros((2, self.auction.levels, 2), dtype=pairs.dtype)
+        out = self.session.run(clearing_program(tuple(self.auction.servers), self.auction.levels, self.narrow), {},
+                               held={"totals": stack(totals.astype(np.uint64))})
         return int(np.asarray(out["count"])), int(np.asarray(out["demand"])), int(np.asarray(out["supply"]))
 
     def allocation(self, pairs: np.ndarray, level: int, demand: int, supply: int) -> np.ndarray:
         from prana.analyses.auction.program import allocation_program
 
-        at = np.ascontiguousarray(pairs[:, :, level, :])
+        at = np.ascontiguousarray(pairs[:, :, level, :]).astype(np.uint64)
         program = allocation_program(tuple(self.auction.servers), at.shape[0], demand, supply,
-                                     self.auction.max_quantity)
+                                     self.auction.max_quantity, self.narrow)
         exported = self.session.run(program, {}, held={"at": stack(at)})["trades"]
         frame = wire.decode(exported, peer=self.me)
         return pairs_of(wire.frame_share(frame, expected_name="trades", peer=self.me))
