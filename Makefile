@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/kmeans.py
 	$(BIN)/python benchmarks/federated.py
 	$(BIN)/python benchmarks/travelling.py
+	$(BIN)/python benchmarks/auction.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,21 @@ def test_prana_auction_local_on_the_command_line(tmp_path):
     assert run.returncode == 4
     assert "bad.csv row 2 (bidder farmer1): the price is not on the auction's price grid" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_auction_demo_prints_the_result_three_farmers_and_the_check(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "prana", "demo", "--scenario", "auction", "--workdir",
+                          str(tmp_path / "demo")], capture_output=True, text=True, timeout=900,
+                         env={"PYTHONPATH": str(TESTS.parent / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "160"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    folder = tmp_path / "demo" / "auction"
+    expected = oracle(read_prices(folder / "prices.csv"), read_rows(folder / "bids.csv"))
+    published = json.loads((folder / "out" / "result.json").read_text())
+    assert published["price"] == expected["price"] and published["volume"] == expected["volume"] > 0
+    said = " ".join(run.stdout.split())
+    assert f"Clearing price {expected['price']:g}" in said and "trades equal" in said
+    shown = re.findall(r"(farmer\d{4}) [│|] ([a-z, ]+?) [│|] +([\d,]+) [│|] +([\d,]+)", run.stdout)
+    assert len(shown) == 3
+    for name, _, bought, sold in shown:
+        assert (int(bought.replace(",", "")), int(sold.replace(",", ""))) == expected["trades"][name]
+    assert (folder / "out" / "market.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -92,3 +92,44 @@ def test_revoke_adds_to_one_signed_list_and_readers_see_each_change(tmp_path: Pa
     federation.crl_path.write_bytes((tmp_path / "g" / "crl.pem").read_bytes())
     with pytest.raises(ConfigError, match="not signed by the CA of federation 'demo'"):
         load_revoked(federation)
+
+
+def test_add_users_issues_a_list_of_users_once_and_names_a_bad_row(tmp_path: Path):
+    """`prana federation add-users --from farmers.csv`: every listed user gets a client certificate and a
+    sealing pair under the federation's CA, a second run keeps them, and a bad row is one sentence."""
+    import subprocess
+    import sys
+
+    path = create_federation(tmp_path / "fed", "beet", {"hub": "127.0.0.1:7000", "server-1": "127.0.0.1:7001"})
+    farmers = tmp_path / "farmers.csv"
+    farmers.write_text("bidder,region\n" + "".join(f"farmer{index:04d},north\n" for index in range(1, 6)))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "COLUMNS": "200"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "prana", "federation", "add-users", "--federation", str(path),
+                               *args], capture_output=True, text=True, env=env, timeout=120)
+
+    first = run("--from", str(farmers))
+    assert first.returncode == 0, first.stderr
+    assert "issued 5 user certificates" in first.stdout
+    loaded = Federation.load(path)
+    assert loaded.users() == [f"farmer{index:04d}" for index in range(1, 6)]
+    ca = x509.load_pem_x509_certificate(loaded.ca_path.read_bytes())
+    for name in loaded.users():
+        certificate = x509.load_pem_x509_certificate((loaded.users_path / f"{name}.pem").read_bytes())
+        certificate.verify_directly_issued_by(ca)
+        assert (loaded.users_path / f"{name}-sealing.pem").is_file()
+        assert stat.S_IMODE((loaded.users_path / f"{name}-key.pem").stat().st_mode) == 0o600
+    assert loaded.identity("farmer0003") == (loaded.users_path / "farmer0003.pem",
+                                             loaded.users_path / "farmer0003-key.pem")
+    before = (loaded.users_path / "farmer0001.pem").read_bytes()
+    farmers.write_text(farmers.read_text() + "farmer0006,south\n")
+    again = run("--from", str(farmers))
+    assert again.returncode == 0 and "issued 1 user certificates" in again.stdout and "5 were there already" in again.stdout
+    assert (loaded.users_path / "farmer0001.pem").read_bytes() == before
+    for text, sentence in [("name\nfarmer1\nFarmer 2\n", "farmers.csv row 3: 'Farmer 2' is not a user name"),
+                           ("name\nfarmer1\nfarmer1\n", "farmers.csv row 3: farmer1 is listed twice"),
+                           ("name\nserver-1\n", "farmers.csv row 2: server-1 is a party of the federation")]:
+        farmers.write_text(text)
+        refused = run("--from", str(farmers))
+        assert refused.returncode == 4 and sentence in refused.stderr and "Traceback" not in refused.stderr

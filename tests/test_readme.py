@@ -13,6 +13,7 @@ literally and must print the README's sentence.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -59,7 +60,7 @@ def test_the_readme_has_the_examples_this_test_runs():
     script = readme_script()
     for command in ("prana example", "prana compare local", "prana compare serve", "prana compare ask",
                     "prana cluster local", "prana station init", "prana station start", "prana task submit",
-                    "prana task wait", "prana station approve", "prana federation show"):
+                    "prana task wait", "prana station approve", "prana federation show", "prana auction local"):
         assert command in script, command
 
 
@@ -123,6 +124,18 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     logit = sm.Logit(biopsies["malignant"], sm.add_constant(biopsies.drop(columns="malignant"))).fit(disp=0, tol=1e-14)
     fitted = pd.read_csv(work / "logistic" / "coefficients.csv").set_index("covariate")["coef"]
     assert np.abs(fitted.to_numpy() - logit.params.to_numpy()).max() < 1e-6
+
+    from auction_oracle import oracle, read_prices, read_rows
+
+    expected = oracle(read_prices(work / "beet-prices.csv"), read_rows(work / "beet-bids.csv"))
+    published = json.loads((work / "auction" / "result.json").read_text())
+    assert expected["volume"] > 0
+    for key in ("price", "level", "demand", "supply", "volume", "valid_bids", "invalid"):
+        assert published[key] == expected[key], key
+    trades = pd.read_csv(work / "auction" / "trades.csv")
+    for bidder, side, quantity in zip(trades.bidder, trades.side, trades.quantity):
+        assert quantity == expected["trades"][bidder][0 if side == "buy" else 1]
+    assert (work / "auction" / "market.png").stat().st_size > 10_000
 
 
 def test_the_readme_example_of_a_bad_input_prints_its_sentence(tmp_path: Path):

@@ -138,6 +138,24 @@ def issue_certificate(ca: KeyPair, directory: Path, name: str, hosts: list[str],
     return pair
 
 
+def issue_users(federation: Any, names: list[str], ca_key: Path, *, directory: Path | None = None,
+                on_issued: Any = None) -> list[str]:
+    """Client certificates (and sealing pairs) for many users at once, in `directory` (default: the
+    federation's users folder). A user whose certificate is there already is kept as it is; returns the
+    names issued now. `on_issued(name)` after each."""
+    directory = Path(directory) if directory is not None else federation.users_path
+    ca = KeyPair(federation.ca_path, Path(ca_key))
+    issued = []
+    for name in names:
+        if (directory / f"{name}.pem").exists():
+            continue
+        issue_certificate(ca, directory, name, [], client_only=True)
+        issued.append(name)
+        if on_issued is not None:
+            on_issued(name)
+    return issued
+
+
 # -- sealing keys -------------------------------------------------------------------------------------------
 
 SEALING_UNIT = "sealing"

@@ -95,8 +95,9 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
 @app.command()
 def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (the Trust Tester), kmeans "
                                                                  "(secure clustering), hospitals (federated "
-                                                                 "Cox and Kaplan-Meier) or travel (the "
-                                                                 "travelling model)."),
+                                                                 "Cox and Kaplan-Meier), travel (the "
+                                                                 "travelling model) or auction (the "
+                                                                 "sealed-bid double auction)."),
          persons: int = typer.Option(5000, help="compare: persons in the generated income table."),
          claims: int = typer.Option(12, help="compare: claims the bank asks about (plus one unknown person)."),
          anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="compare: anonymity set size k."),
@@ -105,8 +106,8 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
     """Run the concepts through a hub and stations (separate processes, mutual TLS) on generated data."""
     import tempfile
 
-    if scenario not in ("all", "compare", "kmeans", "hospitals", "travel"):
-        raise ConfigError(f"--scenario is all, compare, kmeans, hospitals or travel, not {scenario!r}")
+    if scenario not in ("all", "compare", "kmeans", "hospitals", "travel", "auction"):
+        raise ConfigError(f"--scenario is all, compare, kmeans, hospitals, travel or auction, not {scenario!r}")
     root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
     if scenario in ("all", "compare"):
         from prana.cli.demo import run_demo
@@ -124,6 +125,10 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
         from prana.cli.demo_travel import run_travel_demo
 
         run_travel_demo(root / "travel")
+    if scenario in ("all", "auction"):
+        from prana.cli.demo_auction import run_auction_demo
+
+        run_auction_demo(root / "auction")
     console.print(f"files in {root}")
 
 

@@ -45,6 +45,8 @@ FILES = {
     "hospital3.csv": "federated survival: a third hospital's patients",
     "screening-a.csv": "federated logistic regression: one screening centre's biopsies (malignant 0/1)",
     "screening-b.csv": "federated logistic regression: another centre's biopsies",
+    "beet-prices.csv": "the auction: a public price grid (price, 40 levels)",
+    "beet-bids.csv": "the auction: 60 farmers' sealed bids (bidder, side, price, quantity)",
 }
 
 
@@ -64,6 +66,9 @@ def write_examples(directory: str | Path, *, overwrite: bool = False) -> dict[st
     for index, name in enumerate(("north.csv", "south.csv", "east.csv")):
         frames[name] = children.iloc[order[index::3]].reset_index(drop=True)
     frames.update(survival_sites())
+    from prana.datasets.auction import sugar_beet
+
+    frames["beet-prices.csv"], frames["beet-bids.csv"] = sugar_beet(60, 40, seed=2008)
     written = {}
     for name, frame in frames.items():
         path = directory / name

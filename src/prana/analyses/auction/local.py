@@ -220,12 +220,10 @@ def auction_local(prices: Path | str, bids: Path | str, out: Path | str | None =
 
 
 def _add_users(federation_path: Path, names: list[str]) -> None:
-    from prana.pki import KeyPair, issue_certificate, sealing_pair
+    from prana.pki import issue_users
 
     loaded = Federation.load(federation_path)
-    ca = KeyPair(loaded.ca_path, loaded.root / "ca-key.pem")
-    for name in names:
-        sealing_pair(issue_certificate(ca, loaded.users_path, name, [], client_only=True))
+    issue_users(loaded, names, loaded.root / "ca-key.pem")
 
 
 def _first_failure(results: dict[str, dict[str, Any]]) -> PranaError | None:
