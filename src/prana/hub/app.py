@@ -32,7 +32,7 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from prana.errors import PranaError
-from prana.hub.store import STATION_STATES, DuplicateTask, Store
+from prana.hub.store import AUCTION, MAX_BIDS, STATION_STATES, DuplicateTask, Store
 from prana.signed import NAME, TASK_ID, open_task, parse_task
 
 MAX_BODY = 1024 * 1024
@@ -157,7 +157,9 @@ def create_app(store: Store, *, known: set[str] | None = None, federation: Any =
         app.state.expirer.cancel()
 
     def visible(task: dict[str, Any], name: str) -> bool:
-        return name == task["requester"] or name in task["stations"] or name in task["recipients"]
+        """An auction is public to the whole federation (its bidders read it); any other task to its parties."""
+        return name == task["requester"] or name in task["stations"] or name in task["recipients"] \
+            or task["analysis"] == AUCTION
 
     @app.post("/tasks", status_code=201)
     async def submit(envelope: TaskSubmit, request: Request) -> dict[str, Any]:
@@ -229,6 +231,11 @@ def create_app(store: Store, *, known: set[str] | None = None, federation: Any =
         if stored == "exists":
             raise HTTPException(409, f"result {name!r} of task {task_id} for {recipient} was delivered already; "
                                      "a result is never replaced")
+        if stored == "closed":
+            raise HTTPException(409, f"auction {task_id} has closed; it takes no more bids")
+        if stored == "too many":
+            raise HTTPException(429, f"{sender} has left {MAX_BIDS} bids for {recipient} in auction {task_id} "
+                                     "already; no more are taken")
 
     @app.get("/station/anchor")
     async def anchor(request: Request) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event, select
+from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -25,6 +26,9 @@ from prana.hub.reasons import NO_DECISION, PAST_DEADLINE
 from prana.signed import parse_task
 
 TERMINAL = ("done", "failed", "refused")
+AUCTION = "auction"    # its bids come from its bidders (anyone in the federation) until it closes
+BID_NAME = re.compile(r"bid-[0-9]{1,20}")
+MAX_BIDS = 50         # sealed bids one bidder may leave for one server of an auction (each replaces the last)
 OFFER_AGAIN = 5.0     # seconds after which a task handed out but not acknowledged is handed out again
 STATION_STATES = ("submitted", "received", "awaiting-approval", "approved", "running", "done", "failed", "refused",
                   "dropped")     # dropped: the others went on without this station (FedAvg), and it stopped
@@ -221,11 +225,17 @@ class Store:
         """Store a sealed result from one of the task's stations for one of its recipients or another of its
         stations (the travelling model's hand-over), once. Returns "stored", "forbidden" (the sender is not a
         station of the task, or the recipient neither a recipient nor another station) or "exists" (never
-        overwritten)."""
+        overwritten). An auction's bid (`bid-<sequence>`, from anyone but its servers, to one of them) is
+        stored until the auction closes: then "closed"; "too many" past MAX_BIDS of one bidder to a server."""
         try:
             with self.session() as db, db.begin():
                 task = db.get(Task, task_id)
                 stations = set() if task is None else {part.station for part in task.parts}
+                if task is not None and task.analysis == AUCTION and BID_NAME.fullmatch(name) \
+                        and recipient in stations and sender not in stations:
+                    return self._put_bid(db, task, sender, recipient, name, sealed)
+                if task is not None and task.analysis == AUCTION and sender in stations and recipient not in stations:
+                    stations.add(recipient)      # a server's delivery to a bidder (or the settlement party)
                 if task is None or sender not in stations or recipient == sender \
                         or (recipient not in json.loads(task.recipients) and recipient not in stations):
                     return "forbidden"
@@ -235,6 +245,19 @@ class Store:
                 return "stored"
         except IntegrityError:
             return "exists"
+
+    @staticmethod
+    def _put_bid(db: Session, task: Task, bidder: str, server: str, name: str, sealed: bytes) -> str:
+        if task.state in TERMINAL or now() >= float(json.loads(task.parameters).get("closes", 0)):
+            return "closed"
+        if db.get(SealedResult, (task.id, server, f"{name}.{bidder}")) is not None:
+            return "exists"
+        earlier = db.scalar(select(func.count()).select_from(SealedResult).where(
+            SealedResult.task_id == task.id, SealedResult.recipient == server, SealedResult.sender == bidder))
+        if earlier >= MAX_BIDS:
+            return "too many"
+        db.add(SealedResult(task_id=task.id, recipient=server, name=f"{name}.{bidder}", sender=bidder, sealed=sealed))
+        return "stored"
 
     def record_anchor(self, station: str, seq: int, digest: str) -> None:
         """Keep the station's newest audit head. A head older than the one kept is ignored: the kept one is

@@ -26,19 +26,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from prana.analyses.auction.program import NARROW_BITS
 from prana.analyses.auction.rules import MAX_QUANTITY, PriceGrid, bidder_order, read_bids
-from prana.analyses.auction.server import Auction, Steps, check_scale, open_trade_parts
+from prana.analyses.auction.server import Auction, check_scale, open_trade_parts
 from prana.analyses.sealed import open_from, seal_to
 from prana.config import PARTY_NAME, Federation
 from prana.engine.local import LocalCommittee, error_for, local_federation
-from prana.engine.session import CommitteeSession, Timeouts, new_session_id
+from prana.engine.session import new_session_id
 from prana.errors import InputValidationError, MalformedMessage, PeerAborted, PranaError
 from prana.files import write_private
 
 SERVERS = ("server-1", "server-2", "server-3")
 SETTLEMENT = "settlement"
-VERSION = "1"
 
 
 class FolderBox:
@@ -121,17 +119,16 @@ def bidders_worker(federation: str, bids: str, auction: dict[str, Any], board: s
 def server_worker(federation: str, me: str, auction: dict[str, Any], board: str, session: str,
                   connect: float = 60.0, step: float = 600.0) -> dict[str, Any]:
     """One server, in its own process: from closing to its deliveries."""
+    from prana.analyses.auction.platform import run_server
+
     loaded = Federation.load(federation)
     public = Auction.from_public(auction)
-    purpose = {"analysis": "auction", "version": VERSION, "auction": public.id}
     events: list[dict[str, Any]] = []
-    with CommitteeSession(loaded, me, list(public.servers), session, purpose, other_rings=(NARROW_BITS,),
-                          timeouts=Timeouts(connect=connect, step=step)) as endpoint:
-        steps = Steps(endpoint, public, FolderBox(board, loaded, me, public.id),
-                      record=lambda event, details: events.append({"audit": event, **details}))
-        outcome = steps.run()
+    outcome = run_server(loaded, me, public, FolderBox(board, loaded, me, public.id), session=session,
+                         connect=connect, step=step,
+                         record=lambda event, details: events.append({"audit": event, **details}))
     return {"public": outcome.public, "phases": outcome.phases, "order": outcome.order, "events": events,
-            "validity_ring": 32 if steps.narrow else 64}
+            "validity_ring": outcome.ring_bits}
 
 
 # -- the runner -----------------------------------------------------------------------------------------------

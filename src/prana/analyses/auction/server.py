@@ -119,6 +119,7 @@ class Outcome:
     public: dict[str, Any]
     phases: dict[str, float] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)      # the valid bidders, in the public (id) order
+    ring_bits: int = 64                                  # the ring the bids were read in (`program`)
 
 
 class Steps:
@@ -181,7 +182,7 @@ class Steps:
         self.agree_on_result(public, order)
         self.deliver(public, order, trades)
         self._timed("reveal", started)
-        return Outcome(public, dict(self.phases), order)
+        return Outcome(public, dict(self.phases), order, 32 if self.narrow else 64)
 
     # -- steps ------------------------------------------------------------------------------------------------
 
@@ -275,10 +276,17 @@ class Steps:
                                     peer=peer, task=self.auction.id, step="auction:agree")
 
     def deliver(self, public: dict[str, Any], order: list[str], trades: np.ndarray) -> None:
+        """Each valid bidder its share of its trade, each refused bidder a share of nothing (zeros: it trades
+        nothing, which is public), the settlement party its share of all trades; each with the public result."""
         for index, bidder in enumerate(order):
-            self.carrier.deliver(bidder, "trade", trade_part(self.auction.id, bidder, self.rank, trades[index]))
+            self.carrier.deliver(bidder, "trade", trade_part(self.auction.id, bidder, self.rank, trades[index],
+                                                             public=public))
+        for bidder in public["invalid"]:
+            self.carrier.deliver(bidder, "trade", trade_part(self.auction.id, bidder, self.rank,
+                                                             np.zeros((2, 2), dtype=np.uint64), public=public))
         self.carrier.deliver(self.auction.settlement, "trades",
-                             trade_part(self.auction.id, self.auction.settlement, self.rank, trades, order=order))
+                             trade_part(self.auction.id, self.auction.settlement, self.rank, trades, order=order,
+                                        public=public))
         self.record("results-delivered", {"bidders": len(order), "settlement": self.auction.settlement})
 
 
@@ -294,10 +302,12 @@ def result_digest(public: dict[str, Any], order: list[str]) -> str:
     return hashlib.sha256(json.dumps({"public": public, "order": order}, sort_keys=True).encode()).hexdigest()
 
 
-def trade_part(auction: str, recipient: str, rank: int, pairs: np.ndarray, *, order: list[str] | None = None) -> bytes:
-    """A server's share of one bidder's trade [bought, sold] (or, with `order`, of every valid bidder's)."""
+def trade_part(auction: str, recipient: str, rank: int, pairs: np.ndarray, *, order: list[str] | None = None,
+               public: dict[str, Any] | None = None) -> bytes:
+    """A server's share of one bidder's trade [bought, sold] (or, with `order`, of every valid bidder's), with
+    the public result the three servers agreed on."""
     header = {"session": auction, "step": "trade", "recipient": recipient, "server": rank,
-              "shape": list(pairs.shape[:-1]), "order": order}
+              "shape": list(pairs.shape[:-1]), "order": order, "public": public}
     return wire.encode(wire.Frame(wire.Kind.BID, header, [np.ascontiguousarray(pairs, dtype=np.uint64).tobytes()]))
 
 
@@ -325,3 +335,11 @@ def open_trade_parts(parts: dict[int, bytes], *, auction: str, recipient: str) -
     if any(order != orders[0] for order in orders):
         raise MalformedMessage("the servers sent the trades in different orders")
     return reconstruct_pairs(pairs, who=recipient), orders[0]
+
+
+def published(parts: dict[int, bytes], *, auction: str) -> dict[str, Any]:
+    """The public result that came with the three servers' trade parts; they must agree."""
+    results = [wire.decode(parts[rank], peer=f"server {rank + 1}").header.get("public") for rank in sorted(parts)]
+    if len(results) != SERVERS or not isinstance(results[0], dict) or any(result != results[0] for result in results):
+        raise MalformedMessage(f"the servers of auction {auction} sent different public results")
+    return results[0]
