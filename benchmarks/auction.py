@@ -1,6 +1,7 @@
 """Benchmark: the sealed-bid double auction, 1,229 bidders x 4,000 price levels, beside its anchors.
 
-prana: `auction_local` (the code behind `prana auction local`): one process runs every bidder's client
+prana: `auction_local` (the code behind `prana auction local`), and `auction_through_hub` (a hub and three
+`prana auction serve` processes; the bidders post through the hub and the servers fetch from it): one process runs every bidder's client
 (check, expand to grid vectors, share, seal to each server), then the three servers run as their own OS
 processes over mutual TLS (ABY3), from closing to their sealed deliveries. The bids are `sugar_beet`
 (generated farmers, seeded: sellers, buyers and a few on both sides, 2-6 steps each). Two runs: with the
@@ -29,7 +30,7 @@ Anchors, in the same table:
 Targets (issue 12): closing to results <= 60 s with every schedule's validity checked, <= 10 s without;
 the clearing step <= 2 s.
 
-    .venv/bin/python benchmarks/auction.py [--bidders 1229] [--levels 4000] [--skip-mpyc] [--save]
+    .venv/bin/python benchmarks/auction.py [--bidders 1229] [--levels 4000] [--skip-mpyc] [--skip-hub] [--save]
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ def run_prana(bidders: int, levels: int, check_validity: bool, folder: Path) -> 
     return result
 
 
+def run_hub(bidders: int, levels: int, folder: Path) -> dict:
+    """The same auction through a hub: the bidders post to the hub, the servers (`prana auction serve`)
+    fetch from it at closing and leave their sealed deliveries there."""
+    from prana.analyses.auction.platform import auction_through_hub
+
+    prices, bids = sugar_beet(bidders, levels, seed=2008)
+    prices.to_csv(folder / "prices.csv", index=False)
+    bids.to_csv(folder / "bids.csv", index=False)
+    with console.status(f"prana through a hub: {bidders} bidders x {levels} levels (waits for the closing time)"):
+        return auction_through_hub(folder / "prices.csv", folder / "bids.csv", folder / "platform")
+
+
 def run_mpyc(bidders: int, levels: int) -> dict | None:
     setup = HERE / "anchors" / "setup_mpyc.sh"
     with console.status(f"MPyC anchor: {bidders} bidders x {levels} levels"):
@@ -109,6 +122,7 @@ def main() -> None:
     parser.add_argument("--mpyc-bidders", type=int, default=60)
     parser.add_argument("--mpyc-levels", type=int, default=400)
     parser.add_argument("--skip-mpyc", action="store_true")
+    parser.add_argument("--skip-hub", action="store_true", help="leave out the run through a hub")
     parser.add_argument("--save", action="store_true", help="also write benchmarks/results/auction-<bidders>.txt")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -118,6 +132,9 @@ def main() -> None:
             folder = Path(tmp) / ("checked" if checked else "unchecked")
             folder.mkdir()
             runs[checked] = run_prana(args.bidders, args.levels, checked, folder)
+        hub_folder = Path(tmp) / "hub"
+        hub_folder.mkdir()
+        through_hub = None if args.skip_hub else run_hub(args.bidders, args.levels, hub_folder)
     anchor = None if args.skip_mpyc else run_mpyc(args.mpyc_bidders, args.mpyc_levels)
     load_after = os.getloadavg()
 
@@ -133,6 +150,11 @@ def main() -> None:
                       "yes" if checked else "no", *(f"{slowest(result, phase):.2f}" for phase in PHASES),
                       f"{total:.1f}", f"<= {target:g} s: {'met' if total <= target else 'not met'}", "1.0x"
                       if checked else f"{total / checked_total:.2f}x")
+    if through_hub is not None:
+        total = through_hub["closing_seconds"]
+        table.add_row("prana through a hub (servers fetch the sealed bids from it)", "yes",
+                      *(f"{slowest(through_hub, phase):.2f}" for phase in PHASES), f"{total:.1f}",
+                      f"<= 60 s: {'met' if total <= 60 else 'not met'}", f"{total / checked_total:.2f}x")
     if anchor is not None:
         seconds = anchor["seconds"]
         full = anchor.get("extrapolated_full_scale_seconds")
@@ -152,20 +174,32 @@ def main() -> None:
                   "vs prana: each system's seconds over prana's checked run (larger is slower)")
 
     bidding = runs[True]["bidding"]
-    per_bid = bidding["per_bid"]
     sides = Table(title="The bidders' side (one process runs every client, one after another)")
-    for column in ("bids", "client s per bid (median)", "95th percentile", "all bids s", "bytes per bid"):
-        sides.add_column(column, justify="right")
+    for column in ("carrier", "bids", "client s per bid (median)", "95th percentile", "all bids (ingest) s",
+                   "bytes per bid"):
+        sides.add_column(column, justify="left" if column == "carrier" else "right")
     share_bytes = 2 * args.levels * 8      # the one explicit component, to two servers; the rest are seeds
-    sides.add_row(f"{bidding['bidders']:,}", f"{statistics.median(per_bid) * 1000:.1f} ms",
-                  f"{np.percentile(per_bid, 95) * 1000:.1f} ms", f"{bidding['seconds']:.1f}",
-                  f"~{2 * share_bytes / 1024:,.0f} KB + seeds")
+    carriers = [("folder (local)", bidding)] + ([("the hub (HTTPS, mutual TLS)", through_hub["bidding"])]
+                                                if through_hub is not None else [])
+    for carrier, measured in carriers:
+        per_bid = measured["per_bid"]
+        sides.add_row(carrier, f"{measured['bidders']:,}", f"{statistics.median(per_bid) * 1000:.1f} ms",
+                      f"{np.percentile(per_bid, 95) * 1000:.1f} ms", f"{measured['seconds']:.1f}",
+                      f"~{2 * share_bytes / 1024:,.0f} KB + seeds")
     console.print(sides)
+    if through_hub is not None:
+        console.print("through the hub, a bid's client time includes its own TLS connection to the hub and three "
+                      "uploads; closing to results there is from the closing time to the last server's report")
     for checked, result in runs.items():
         console.print(f"{'with' if checked else 'without'} validity: price {result['price']}, volume "
                       f"{result['volume']:,}, {result['valid_bids']} valid bids, {len(result['invalid'])} refused; "
                       f"equal to the plaintext rules on the pooled bids: {'yes' if result['check'] else 'NO'}; "
                       f"whole run {result['whole_seconds']:.1f} s")
+    if through_hub is not None:
+        same = through_hub["price"] == runs[True]["price"] and through_hub["trades"] == runs[True]["trades"]
+        runs["hub"] = {**through_hub, "check": same}
+        console.print(f"through the hub: price {through_hub['price']}, the same trades as the local run: "
+                      f"{'yes' if same else 'NO'}")
     if anchor is not None:
         console.print(f"MPyC check against its plaintext: {'passed' if anchor.get('check_passed') else 'FAILED'}; "
                       f"extrapolation: {anchor.get('extrapolation', '')}")

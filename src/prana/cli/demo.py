@@ -7,18 +7,15 @@ progress, prints what the bank learns, prints the station's audit log, and shuts
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from prana.engine.local import services
 from prana.cli.output import answers_table, console
-from prana.errors import PeerTimeout, PranaError
+from prana.errors import PranaError
 
 STATION = """# The tax authority's station: its dataset with a declared schema, and its policy.
 party = "authority"
@@ -51,30 +48,6 @@ value_columns = ["income"]
 max_claims_per_task = 1000
 max_claims_per_day = 10000
 """
-
-
-@contextmanager
-def services(root: Path, commands: dict[str, list[str]], hub_address: str) -> Iterator[None]:
-    """Start `prana <command>` processes (logs in root/<name>.log), wait for the hub, stop them all at the end."""
-    from prana.engine.local import wait_for_port
-
-    processes = []
-    try:
-        for name, args in commands.items():
-            log = open(root / f"{name}.log", "w")
-            processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
-                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        if not wait_for_port(hub_address, 60):
-            raise PeerTimeout(f"the hub did not start listening on {hub_address} within 60 s")
-        yield
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def run_demo(persons: int, claims: int, anonymity: int, workdir: Path | None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from prana.cli.demo import services
+from prana.engine.local import services
 from prana.cli.output import console, task_progress
 from prana.errors import PranaError
 

@@ -21,7 +21,7 @@ import pandas as pd
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from prana.cli.demo import services
+from prana.engine.local import services
 from prana.cli.output import console, task_progress
 from prana.errors import PranaError
 

@@ -36,13 +36,14 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from prana.engine.channel import free_port
 from prana.files import write_private
-from prana.errors import PranaError
+from prana.errors import PeerTimeout, PranaError
 
 
 def wait_for_port(address: str, timeout: float = 30.0) -> bool:
@@ -377,3 +378,27 @@ def _main(job_path: str, result_path: str) -> int:
 if __name__ == "__main__":
     sys.stdout.flush()
     os._exit(_main(sys.argv[1], sys.argv[2]))
+
+
+@contextmanager
+def services(root: Path, commands: dict[str, list[str]], hub_address: str) -> Iterator[None]:
+    """Start `prana <command>` processes (logs in root/<name>.log), wait for the hub, stop them all at the end
+    (the demos, and the auction through a hub on one machine)."""
+
+    processes = []
+    try:
+        for name, args in commands.items():
+            log = open(root / f"{name}.log", "w")
+            processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        if not wait_for_port(hub_address, 60):
+            raise PeerTimeout(f"the hub did not start listening on {hub_address} within 60 s")
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

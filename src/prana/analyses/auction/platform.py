@@ -251,3 +251,82 @@ def run_server(federation: Federation, me: str, auction: Auction, board: Any, *,
                           timeouts=Timeouts(connect=connect, step=step)) as endpoint:
         options = {key: value for key, value in (("progress", progress), ("record", record)) if value is not None}
         return Steps(endpoint, auction, board, **options).run()
+
+
+# -- the whole auction through a hub on this machine (the demo, the benchmark) ---------------------------------
+
+SERVERS = ("server-1", "server-2", "server-3")
+AUCTIONEER, SETTLEMENT = "auctioneer", "settlement"
+
+
+def auction_through_hub(prices: Path | str, bids: Path | str, workdir: Path | str, *,
+                        max_quantity: int = MAX_QUANTITY, shown: int = 3,
+                        on_phase: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """A hub and the three servers (`prana auction serve`) as processes under a fresh federation in
+    `workdir`; every bidder of `bids` a user who bids through the hub from this process (one client each,
+    as the farmers' own machines would); the auction closes a little after the last bid is expected. Returns
+    the public result, "trades" (the settlement party's view), "own" (`shown` bidders' own results, each
+    opened with that bidder's key: a buyer who bought, a seller who sold, one who traded nothing), "phases" (each server's seconds), "bidding" (seconds per
+    bid and the hub's ingest of all of them) and "closing_seconds" (closing to the last server's report)."""
+    from prana.engine.local import local_federation, services
+    from prana.hub.client import Client
+    from prana.pki import issue_users
+
+    say = on_phase or (lambda phase, details: None)
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    grid = PriceGrid.load(prices)
+    parsed = read_bids(bids, grid)
+    for bid_ in parsed.values():
+        bid_.check(max_quantity, source=Path(bids).name)
+    say("federation", {"bidders": len(parsed)})
+    federation_path = local_federation(root / "federation", ["hub", *SERVERS], name="auction")
+    federation = Federation.load(federation_path)
+    issue_users(federation, [*sorted(parsed), AUCTIONEER, SETTLEMENT], federation.root / "ca-key.pem")
+    hub = federation.hub_url()
+    commands = {"hub": ["hub", "start", "--federation", str(federation_path), "--state", str(root / "hub-state")]}
+    commands.update({server: ["auction", "serve", "--as", server, "--auctioneers", AUCTIONEER, "--federation",
+                              str(federation_path), "--auctions", "1"] for server in SERVERS})
+    with services(root, commands, federation.party("hub").address):
+        with Client(hub, federation=federation, me=AUCTIONEER) as auctioneer:
+            closes = time.time() + 15.0 + 0.1 * len(parsed)      # room for every bid, loaded or not
+            task = create(auctioneer, servers=list(SERVERS), prices=prices, closes=closes, settlement=SETTLEMENT,
+                          max_quantity=max_quantity)
+            auction = auction_of(task, federation)[0]
+            say("bidding", {"bidders": len(parsed), "closes": closes})
+            per_bid, started = [], time.perf_counter()
+            for name, bid_ in parsed.items():
+                began = time.perf_counter()
+                with Client(hub, federation=federation, me=name) as client:
+                    submit(federation, name, auction, bid_, HubBoard(client, federation, name, auction.id),
+                           source=Path(bids).name)
+                per_bid.append(time.perf_counter() - began)
+            ingest = time.perf_counter() - started
+            if time.time() >= closes:
+                raise InputValidationError(f"bidding took {ingest:.0f} s, past the auction's closing time")
+            say("closing", {"bidders": len(parsed)})
+            final = auctioneer.wait(auction.id, timeout=closes - time.time() + COMPUTE_ALLOWANCE)
+            if final["state"] != "done":
+                raise PranaError(f"the auction failed: {final.get('reason', '')}")
+        closing = max(float(part["updated"]) for part in final["stations"].values()) - closes
+        with Client(hub, federation=federation, me=SETTLEMENT) as settlement:
+            everything = result(settlement, federation, SETTLEMENT, auction.id)
+        own = {}
+        for name in _examples(everything.get("trades", {}), sorted(parsed), shown):
+            with Client(hub, federation=federation, me=name) as client:
+                own[name] = result(client, federation, name, auction.id).get("trade", (0, 0))
+    public = {key: value for key, value in everything["public"].items() if key not in ("auction", "version")}
+    phases = {server: part["progress"].get("phases", {}) for server, part in final["stations"].items()}
+    return {**public, "auction": auction.id, "trades": everything.get("trades", {}), "own": own,
+            "closing_seconds": closing, "phases": phases,
+            "bidding": {"bidders": len(per_bid), "seconds": ingest, "per_bid": per_bid},
+            "sides": {name: bid_.sides() for name, bid_ in parsed.items()}}
+
+
+def _examples(trades: dict[str, tuple[int, int]], bidders: list[str], count: int) -> list[str]:
+    """Bidders worth showing: the first who bought, the first who sold, the first who traded nothing, then
+    the rest in order."""
+    picks = [next((name for name in bidders if test(trades.get(name, (0, 0)))), None)
+             for test in (lambda t: t[0] > 0, lambda t: t[1] > 0, lambda t: t == (0, 0))]
+    chosen = [name for name in dict.fromkeys(picks) if name is not None]
+    return (chosen + [name for name in bidders if name not in chosen])[:count]
