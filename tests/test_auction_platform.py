@@ -134,3 +134,60 @@ def test_an_auction_through_the_hub_with_offline_bidders(tmp_path: Path):
     for name, steps in {**FINAL, **FIRST}.items():
         for side, price, quantity in steps:
             assert f"{side},{price},{quantity}".encode() not in stored
+
+
+def test_a_server_killed_while_computing_fails_the_auction_on_every_side_with_nothing_published(tmp_path: Path):
+    federation_path = local_federation(tmp_path / "fed", ["hub", *SERVERS])
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "200", "PRANA_LOG_DIR": str(tmp_path / "logs"),
+           "PRANA_FEDERATION": str(federation_path)}
+
+    def prana(*args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=timeout)
+
+    users = _write(tmp_path / "farmers.csv", ["name"], [["farmer1"], ["farmer3"], ["auctioneer"], ["sugar"]])
+    assert prana("federation", "add-users", "--from", str(users), "--federation", str(federation_path)).returncode == 0
+    federation = Federation.load(federation_path)
+    processes = {}
+
+    def start(*args, name):
+        log = open(tmp_path / f"{name}.log", "w")
+        processes[name] = subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
+                                           stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)
+
+    try:
+        start("hub", "start", "--federation", str(federation_path), "--state", str(tmp_path / "hub-state"), name="hub")
+        assert wait_for_port(federation.party("hub").address, 60)
+        for server in SERVERS:
+            start("auction", "serve", "--as", server, "--auctioneers", "auctioneer", "--auctions", "1", name=server)
+        prices = _write(tmp_path / "prices.csv", ["price"], [[price] for price in PRICES])
+        created = prana("auction", "create", "--as", "auctioneer", "--servers", ",".join(SERVERS), "--prices",
+                        str(prices), "--closes", "+25s", "--settlement", "sugar", "--max-quantity", "1000")
+        assert created.returncode == 0, created.stderr
+        auction = re.search(r"auction (\w{24}) posted", created.stdout).group(1)
+        for name in ("farmer1", "farmer3"):
+            rows = _write(tmp_path / f"{name}.csv", ["side", "price", "quantity"], FINAL[name])
+            assert prana("auction", "bid", "--auction", auction, "--as", name, "--schedule", str(rows)).returncode == 0
+        log = tmp_path / "server-2.log"
+        deadline = time.monotonic() + 120
+        while "consistency done" not in log.read_text():          # then the validity check runs
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        os.killpg(processes["server-2"].pid, signal.SIGKILL)       # a crash in the middle of the computation
+        for server in ("server-1", "server-3"):
+            assert processes[server].wait(timeout=300) == 0, (tmp_path / f"{server}.log").read_text()
+            assert "failed" in (tmp_path / f"{server}.log").read_text()
+        for name in ("farmer1", "sugar", "auctioneer"):
+            shown = prana("auction", "result", "--auction", auction, "--as", name)
+            assert shown.returncode == 3 and f"auction {auction}: failed" in " ".join(shown.stdout.split()), shown
+            assert "Clearing price" not in shown.stdout and "Traceback" not in shown.stderr
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "hub-state" / "hub.db") as db:         # nothing but the bids was left there
+        names = [name for (name,) in db.execute("select name from results")]
+    assert names and all(name.startswith("bid-") for name in names), names

@@ -246,6 +246,9 @@ def serve(me: str = typer.Option(..., "--as", help="This server's party name in 
                           f"{time.strftime('%H:%M:%S', time.localtime(details['closes']))}", highlight=False)
         elif kind == "closed":
             console.print(f"auction {details['id']}: closed, computing", highlight=False)
+        elif kind == "phase" and "seconds" in details:
+            console.print(f"auction {details['id']}: {details['phase']} done in {details['seconds']:.2f} s",
+                          highlight=False)
         elif kind == "done":
             public = details["public"]
             console.print(f"auction {details['id']}: done, price {public['price']}, volume {public['volume']:,}, "
