@@ -223,18 +223,54 @@ def _serve_one(federation: Federation, me: str, hub: str, auctioneers: list[str]
             return
         client.report(auction.id, "running", progress={"step": "computing"})
         say("closed", {"id": auction.id})
-        try:
-            outcome = run_server(federation, me, auction, HubBoard(client, federation, me, auction.id),
-                                 connect=connect, step=step,
-                                 progress=lambda phase, details: say("phase", {"id": auction.id, "phase": phase,
-                                                                               **details}))
-        except PranaError as exc:
-            client.report(auction.id, "failed", reason=f"{me}: {exc}")
-            say("failed", {"id": auction.id, "reason": str(exc)})
+        # In a worker process: SPU's native code can take its whole process down when a peer vanishes in the
+        # middle of a run, and this server must live on to report that, and to serve the next auction.
+        from prana.analyses.workers import EventFile
+        from prana.engine.local import LocalCommittee, error_for
+
+        with LocalCommittee() as workers:
+            events = EventFile(Path(workers.workdir) / "events.jsonl")
+            workers.spawn("server", "prana.analyses.auction.platform:server_worker",
+                          {"federation": str(federation.file), "me": me, "hub": hub, "auction": auction.public(),
+                           "connect": connect, "step": step, "events": str(events.path)})
+            deadline = time.monotonic() + connect + 4 * step
+            while (outcome := workers.poll("server")) is None and time.monotonic() < deadline:
+                for event in events.read_new():
+                    say("phase", {"id": auction.id, **event})
+                time.sleep(0.1)
+            if outcome is None:
+                outcome = workers.wait(0.0, ["server"])["server"]
+            for event in events.read_new():
+                say("phase", {"id": auction.id, **event})
+        failure = error_for(me, outcome)
+        if failure is not None:
+            client.report(auction.id, "failed", reason=f"{me}: {failure}")
+            say("failed", {"id": auction.id, "reason": str(failure)})
             return
-        client.report(auction.id, "done", progress={"step": "done", "result": outcome.public,
-                                                    "phases": outcome.phases})
-        say("done", {"id": auction.id, "public": outcome.public, "phases": outcome.phases})
+        client.report(auction.id, "done", progress={"step": "done", "result": outcome["public"],
+                                                    "phases": outcome["phases"]})
+        say("done", {"id": auction.id, "public": outcome["public"], "phases": outcome["phases"]})
+
+
+def server_worker(federation: str, me: str, hub: str, auction: dict[str, Any], connect: float,
+                  step: float, events: str) -> dict[str, Any]:
+    """One server's computation of one auction, in its own process (`_serve_one`); each phase's seconds
+    go to `events` as they end."""
+    from prana.analyses.workers import EventFile
+    from prana.hub.client import Client
+
+    loaded = Federation.load(federation)
+    public = Auction.from_public(auction)
+    log = EventFile(events)
+
+    def progress(phase: str, details: dict[str, Any]) -> None:
+        if "seconds" in details:
+            log.append({"phase": phase, "seconds": details["seconds"]})
+
+    with Client(hub, federation=loaded, me=me) as client:
+        outcome = run_server(loaded, me, public, HubBoard(client, loaded, me, public.id), connect=connect, step=step,
+                             progress=progress)
+    return {"public": outcome.public, "phases": outcome.phases}
 
 
 def run_server(federation: Federation, me: str, auction: Auction, board: Any, *, session: str | None = None,
