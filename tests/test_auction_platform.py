@@ -43,36 +43,59 @@ def _write(path: Path, header, rows) -> Path:
     return path
 
 
-def test_an_auction_through_the_hub_with_offline_bidders(tmp_path: Path):
-    federation_path = local_federation(tmp_path / "fed", ["hub", *SERVERS])
-    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "200", "PRANA_LOG_DIR": str(tmp_path / "logs"),
-           "PRANA_FEDERATION": str(federation_path)}
+class Market:
+    """A fresh federation with a hub and the three `prana auction serve` processes (each its own process
+    group, killed at `stop`), its users registered with `prana federation add-users`, and `prana(...)` as
+    the command line of any of them."""
 
-    def prana(*args, timeout=120):
-        return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=timeout)
+    def __init__(self, root: Path, users: list[str]) -> None:
+        self.root = root
+        self.federation_path = local_federation(root / "fed", ["hub", *SERVERS])
+        self.env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "200",
+                    "PRANA_LOG_DIR": str(root / "logs"), "PRANA_FEDERATION": str(self.federation_path)}
+        self.processes: dict[str, subprocess.Popen] = {}
+        listed = _write(root / "farmers.csv", ["name"], [[name] for name in users])
+        self.added = self.prana("federation", "add-users", "--from", str(listed), "--federation",
+                                str(self.federation_path))
 
-    users = _write(tmp_path / "farmers.csv", ["name"], [[name] for name in [*FINAL, "auctioneer", "sugar"]])
-    added = prana("federation", "add-users", "--from", str(users), "--federation", str(federation_path))
-    assert added.returncode == 0 and "issued 7 user certificates" in added.stdout, added.stderr
-    federation = Federation.load(federation_path)
-    processes = []
+    def prana(self, *args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True, env=self.env,
+                              cwd=self.root, timeout=timeout)
 
-    def start(*args, name):
-        log = open(tmp_path / f"{name}.log", "w")
-        processes.append(subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
-                                          stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True))
+    def start(self, *args, name):
+        log = open(self.root / f"{name}.log", "w")
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
+                                                stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
+                                                start_new_session=True)
 
-    try:
-        start("hub", "start", "--federation", str(federation_path), "--state", str(tmp_path / "hub-state"), name="hub")
+    def open(self, closes: str) -> tuple[Path, str]:
+        """Start the hub and the servers, post an auction closing at `closes`; its prices file and id."""
+        federation = Federation.load(self.federation_path)
+        self.start("hub", "start", "--federation", str(self.federation_path), "--state",
+                   str(self.root / "hub-state"), name="hub")
         assert wait_for_port(federation.party("hub").address, 60)
         for server in SERVERS:
-            start("auction", "serve", "--as", server, "--auctioneers", "auctioneer", "--auctions", "1", name=server)
-        prices = _write(tmp_path / "prices.csv", ["price"], [[price] for price in PRICES])
-        created = prana("auction", "create", "--as", "auctioneer", "--servers", ",".join(SERVERS), "--prices",
-                        str(prices), "--closes", "+40s", "--settlement", "sugar", "--max-quantity", "1000")
+            self.start("auction", "serve", "--as", server, "--auctioneers", "auctioneer", "--auctions", "1",
+                       name=server)
+        prices = _write(self.root / "prices.csv", ["price"], [[price] for price in PRICES])
+        created = self.prana("auction", "create", "--as", "auctioneer", "--servers", ",".join(SERVERS), "--prices",
+                             str(prices), "--closes", closes, "--settlement", "sugar", "--max-quantity", "1000")
         assert created.returncode == 0, created.stderr
-        auction = re.search(r"auction (\w{24}) posted", created.stdout).group(1)
+        return prices, re.search(r"auction (\w{24}) posted", created.stdout).group(1)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def test_an_auction_through_the_hub_with_offline_bidders(tmp_path: Path):
+    market = Market(tmp_path, [*FINAL, "auctioneer", "sugar"])
+    prana, env = market.prana, market.env
+    assert market.added.returncode == 0 and "issued 7 user certificates" in market.added.stdout, market.added.stderr
+    try:
+        prices, auction = market.open("+40s")
 
         def schedule(name, rows):
             return _write(tmp_path / f"{name}-{len(rows)}-{time.monotonic_ns()}.csv", ["side", "price", "quantity"],
@@ -124,12 +147,9 @@ def test_an_auction_through_the_hub_with_offline_bidders(tmp_path: Path):
         public = " ".join(prana("auction", "result", "--auction", auction, "--as", "auctioneer").stdout.split())
         assert f"Clearing price {expected['price']:g}" in public and "bought" not in public
         for server in SERVERS:       # each served its one auction and stopped
-            assert processes[1 + SERVERS.index(server)].wait(timeout=60) == 0, (tmp_path / f"{server}.log").read_text()
+            assert market.processes[server].wait(timeout=60) == 0, (tmp_path / f"{server}.log").read_text()
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        market.stop()
     stored = (tmp_path / "hub-state" / "hub.db").read_bytes()
     for name, steps in {**FINAL, **FIRST}.items():
         for side, price, quantity in steps:
@@ -137,34 +157,11 @@ def test_an_auction_through_the_hub_with_offline_bidders(tmp_path: Path):
 
 
 def test_a_server_killed_while_computing_fails_the_auction_on_every_side_with_nothing_published(tmp_path: Path):
-    federation_path = local_federation(tmp_path / "fed", ["hub", *SERVERS])
-    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "200", "PRANA_LOG_DIR": str(tmp_path / "logs"),
-           "PRANA_FEDERATION": str(federation_path)}
-
-    def prana(*args, timeout=120):
-        return subprocess.run([sys.executable, "-m", "prana", *args], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=timeout)
-
-    users = _write(tmp_path / "farmers.csv", ["name"], [["farmer1"], ["farmer3"], ["auctioneer"], ["sugar"]])
-    assert prana("federation", "add-users", "--from", str(users), "--federation", str(federation_path)).returncode == 0
-    federation = Federation.load(federation_path)
-    processes = {}
-
-    def start(*args, name):
-        log = open(tmp_path / f"{name}.log", "w")
-        processes[name] = subprocess.Popen([sys.executable, "-m", "prana", *args], stdout=log,
-                                           stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)
-
+    market = Market(tmp_path, ["farmer1", "farmer3", "auctioneer", "sugar"])
+    prana, processes = market.prana, market.processes
+    assert market.added.returncode == 0
     try:
-        start("hub", "start", "--federation", str(federation_path), "--state", str(tmp_path / "hub-state"), name="hub")
-        assert wait_for_port(federation.party("hub").address, 60)
-        for server in SERVERS:
-            start("auction", "serve", "--as", server, "--auctioneers", "auctioneer", "--auctions", "1", name=server)
-        prices = _write(tmp_path / "prices.csv", ["price"], [[price] for price in PRICES])
-        created = prana("auction", "create", "--as", "auctioneer", "--servers", ",".join(SERVERS), "--prices",
-                        str(prices), "--closes", "+25s", "--settlement", "sugar", "--max-quantity", "1000")
-        assert created.returncode == 0, created.stderr
-        auction = re.search(r"auction (\w{24}) posted", created.stdout).group(1)
+        prices, auction = market.open("+25s")
         for name in ("farmer1", "farmer3"):
             rows = _write(tmp_path / f"{name}.csv", ["side", "price", "quantity"], FINAL[name])
             assert prana("auction", "bid", "--auction", auction, "--as", name, "--schedule", str(rows)).returncode == 0
@@ -182,10 +179,7 @@ def test_a_server_killed_while_computing_fails_the_auction_on_every_side_with_no
             assert shown.returncode == 3 and f"auction {auction}: failed" in " ".join(shown.stdout.split()), shown
             assert "Clearing price" not in shown.stdout and "Traceback" not in shown.stderr
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        market.stop()
     import sqlite3
 
     with sqlite3.connect(tmp_path / "hub-state" / "hub.db") as db:         # nothing but the bids was left there

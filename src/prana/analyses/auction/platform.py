@@ -87,7 +87,7 @@ class HubBoard:
 
     def deliver(self, recipient: str, name: str, payload: bytes) -> None:
         label = f"{name}.{self.me}"
-        self.client.put_sealed(self.auction, recipient,  label,
+        self.client.put_sealed(self.auction, recipient, label,
                                seal_to(self.federation, self.me, recipient, self.auction, label, payload))
 
     def collect(self, recipient: str, name: str, servers: tuple[str, ...]) -> dict[int, bytes]:
