@@ -174,7 +174,6 @@ def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale:
 
 
 GUIDED = "guided step"         # the round of a guided evaluation (`newton.guided_solve`), in `Received`
-GUIDED_MAX_TERMS = 10_000      # Efron terms above which a fit never runs guided steps (see `uses_guided`)
 
 
 def guided_from(model: str) -> int:
@@ -191,24 +190,15 @@ def guided_from(model: str) -> int:
     return 1 if model == "logistic" else 2
 
 
-def uses_guided(spec: Specification, axis: CoxAxis | None) -> bool:
-    """Whether a fit tries guided steps (public, so every party decides alike). With many Efron terms the
-    reduction, not the solve, is a step's cost (1M rows: 36 s against well under 1 s), and a guess that fails
-    would cost a whole second evaluation; so such a fit always runs the plain program."""
-    if spec.model != "cox" or spec.strata == STATION or spec.ties != "efron" or axis is None:
-        return True
-    return int(np.sum(axis.deaths)) <= GUIDED_MAX_TERMS
-
-
 class Guided(NamedTuple):
     program: Any          # the guided step program
     first: int            # the first evaluation that tries it (`guided_from`)
 
 
 def guided_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float) -> Guided | None:
-    """The fit's guided step program, or None if it has none (`uses_guided`)."""
-    if not uses_guided(spec, axis):
-        return None
+    """The fit's guided step program. (Efron's reduction used to cost one reciprocal per death, so a fit with
+    many deaths skipped guided steps, whose failed guess costs a second evaluation; `cox.EfronSeries` made
+    it cost per event time, like Breslow's.)"""
     return Guided(step_program(roles, spec, axis, scale, guided=True), guided_from(spec.model))
 
 
