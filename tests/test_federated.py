@@ -390,8 +390,8 @@ def per_death_sums(share: np.ndarray, deaths: np.ndarray) -> tuple[np.ndarray, f
 
 def test_efron_series_equal_the_per_death_sums_in_float64_and_in_the_mpc():
     """`EfronSeries` replaces one term per death by public power series per event time. Its sums equal the
-    per-death sums: in float64 to 1e-13 relative, and in SPU's ABY3 simulator with prana's ring (FM128, 48
-    fraction bits) to 1e-11 relative, also where everyone at risk dies (r = 1, factors down to 1/d), where
+    per-death sums, in float64 and in SPU's ABY3 simulator with prana's ring (FM128, 48
+    fraction bits) to 1e-11 relative (float64: 1e-12), also where everyone at risk dies (r = 1, factors down to 1/d), where
     almost nobody does (r = 1e-6), for one death, for powers of two and for d = 4,096."""
     import jax.numpy as jnp
     from spu.utils.simulation import Simulator, sim_jax
@@ -404,11 +404,13 @@ def test_efron_series_equal_the_per_death_sums_in_float64_and_in_the_mpc():
     share = np.random.default_rng(3).uniform(0.0, 1.0, deaths.size)
     share[[0, 7, 11, 13]] = 1.0
     share[[3, 12]] = [1e-6, 0.999]
+    risk = np.random.default_rng(4).uniform(0.01, 2.0, deaths.size)                     # S0 (scaled)
     want, logs = per_death_sums(share, deaths)
     series = EfronSeries.of(deaths)
-    plain = series.sums(jnp.asarray(share))
-    secure = sim_jax(Simulator(3, runtime_config(3, RING_BITS, FRACTION_BITS)), series.sums)(share)
-    for got, bound in ((plain, 1e-13), (secure, 1e-11)):           # SPU's reciprocal: about 2e-12 relative
-        relative = np.abs(np.asarray(got[:5]) - want) / np.maximum(want, 1.0)      # B, E, G are 0 at d = 1
+    plain = series.sums(jnp.asarray(risk), jnp.asarray(risk * share))
+    secure = sim_jax(Simulator(3, runtime_config(3, RING_BITS, FRACTION_BITS)), series.sums)(risk, risk * share)
+    for got, bound in ((plain, 1e-12), (secure, 1e-11)):           # SPU's reciprocal: about 2e-12 relative
+        assert np.abs(np.asarray(got[0]) * risk - 1.0).max() < bound                     # 1 / S0
+        relative = np.abs(np.asarray(got[1:6]) - want) / np.maximum(want, 1.0)      # B, E, G are 0 at d = 1
         assert relative.max() < bound, relative.max()
-        assert abs(float(got[5]) - logs) < bound * abs(logs)
+        assert abs(float(got[6]) - logs) < bound * abs(logs)

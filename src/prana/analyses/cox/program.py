@@ -280,12 +280,18 @@ class EfronSeries:
         return cls(table.reshape(6, times, bands, order), 1.0 - 2.0 ** -np.arange(bands),
                    2.0 ** -(np.arange(bands) + 1.0))
 
-    def sums(self, ratio):
-        """(A, B, C, E, G) per event time and L summed over them, at `ratio` = T0 / S0 (jax.numpy)."""
+    def sums(self, s0, t0):
+        """1 / S0, then (A, B, C, E, G) per event time and L summed over them (jax.numpy), from the pooled
+        risk-set and death sums S0, T0. One batch of reciprocals, [S0, S0 - F_b T0], gives both 1 / S0 and
+        h_b = S0 / (S0 - F_b T0): in the MPC a reciprocal is a chain of rounds, so a second batch after
+        r = T0 / S0 would add its whole latency to every Newton step."""
         import jax.numpy as jnp
 
-        h = 1.0 / (1.0 - jnp.asarray(self.anchors)[None, :] * ratio[:, None])
-        s = ratio[:, None] * h * jnp.asarray(self.halves)[None, :]
+        times = s0.shape[0]
+        reciprocals = 1.0 / jnp.concatenate([s0, (s0[:, None] - jnp.asarray(self.anchors)[None, :] * t0[:, None]).ravel()])
+        inverse = reciprocals[:times]
+        h = s0[:, None] * reciprocals[times:].reshape(times, -1)
+        s = t0[:, None] * (inverse[:, None] * h) * jnp.asarray(self.halves)[None, :]          # r h 2^-(b+1)
         powers = jnp.stack([jnp.ones_like(s), s], axis=-1)
         while powers.shape[-1] < SERIES_TERMS + 1:               # doubling: log2(SERIES_TERMS) rounds
             top = powers.shape[-1] - 1
@@ -295,7 +301,7 @@ class EfronSeries:
         coefficients = self.coefficients
         per_time = [(basis * coefficients[k]).sum(axis=(1, 2))
                     for k, basis in ((0, once), (1, once), (2, twice), (3, twice), (4, twice))]
-        return (*per_time, (powers * coefficients[5]).sum())
+        return (inverse, *per_time, (powers * coefficients[5]).sum())
 
 
 def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: float = 1.0):
@@ -322,16 +328,16 @@ def reduction(statistics, terms: TieTerms, times: int, covariates: int, scale: f
     s0, t0, s1, t1, s2, t2, death_sum, death_log_weights = split(statistics, times, covariates)
     deaths = np.bincount(terms.time_index, minlength=times).astype(float)
     efron = bool(np.any(terms.fraction > 0))
-    inverse = 1.0 / s0
-    m1, u1 = s1 * inverse[:, None], t1 * inverse[:, None]
-    m2, u2 = s2 * inverse[:, None], t2 * inverse[:, None]
     if efron:
-        a, b, c, e, h, log_shrink = EfronSeries.of(deaths.astype(np.int64)).sums(t0 * inverse)
-        log_s0 = jnp.log(s0)
+        inverse, a, b, c, e, h, log_shrink = EfronSeries.of(deaths.astype(np.int64)).sums(s0, t0)
     else:                                               # Breslow: f = 0, g = 1
+        inverse = 1.0 / s0
         a = c = jnp.asarray(deaths)
         b = e = h = jnp.zeros(times)
-        log_s0, log_shrink = jnp.log(s0), 0.0
+        log_shrink = 0.0
+    log_s0 = jnp.log(s0)
+    m1, u1 = s1 * inverse[:, None], t1 * inverse[:, None]
+    m2, u2 = s2 * inverse[:, None], t2 * inverse[:, None]
     z1 = (m1 * a[:, None] - u1 * b[:, None]).sum(axis=0)
     z2 = (m2 * a[:, None] - u2 * b[:, None]).sum(axis=0)
     cross = (m1 * e[:, None]).T @ u1
