@@ -60,9 +60,9 @@ def test_a_cox_task_over_five_stations_equals_lifelines_on_the_pooled_rows(hospi
         assert sent == set(committee) - {name}, (name, sent)
         received = [entry for entry in entries if entry.event == "received"]
         what = received[-1].outcome.split(", ")          # the site received pooled values and directions only
-        assert set(what) == {"overview:totals", "overview:largest", "time_axis:total", "step:direction",
-                             "step:better", "guided step:direction", "guided step:better",
-                             "guided step:checked"}, what
+        allowed = {"overview:totals", "overview:largest", "time_axis:total", "step:direction", "step:better",
+                   "guided step:direction", "guided step:better", "guided step:checked"}
+        assert {"overview:totals", "time_axis:total", "guided step:direction"} <= set(what) <= allowed, what
         assert not (hospitals["root"] / name / "state" / "work").exists() or \
             not any((hospitals["root"] / name / "state" / "work").rglob("data.csv"))
 

@@ -34,10 +34,11 @@ Rounds of one fit (every party takes part in every round, in this order):
       (optional)  the fit; the analyst: the  to the analyst (`rounds.robust_program`)
                  information it holds
 
-After the start, each point is evaluated first by the guided step program (`newton.guided_solve`: the
-committee refines the analyst's guess of the inverse by matrix products instead of one reciprocal per
-parameter, and checks the direction); only if the check fails is the same point evaluated again by the plain
-step program (Gauss-Jordan). Every party knows which ran from the check's bit.
+Each point is evaluated first by a guided step program (`newton.guided_solve`: the committee refines a
+guess of the inverse by matrix products instead of one reciprocal per parameter, and checks the direction):
+after the start, the analyst's guess; at the points where the analyst has none, the committee's own
+(`newton.own_guess_solve`, I / trace). Only if the check fails is the same point evaluated again by the
+plain step program (Gauss-Jordan). Every party knows which ran from the check's bit.
 
 Kaplan-Meier has one round after the overview instead (`kaplan_meier.program.survival_program`): the
 sites' counts per grid point in, the table merged inside the MPC and the log-rank statistic out, to the
@@ -139,7 +140,7 @@ def overview_program(roles: Roles, size: int) -> SecureProgram:
 
 def step_program(roles: Roles, name: str, size: int, parameters: int,
                  reduce: Callable[[Any], tuple[Any, Any, Any]], direction: Callable[..., Any],
-                 outputs: tuple[str, ...], guided: bool = False) -> SecureProgram:
+                 outputs: tuple[str, ...], guided: bool = False, own_guess: bool = False) -> SecureProgram:
     """One Newton step: add the sites' statistics, `reduce` the sum to the analyst's outputs (whose first
     three are the log-likelihood, gradient and information), compute the Newton `direction(gradient,
     information, point)` and whether the log-likelihood reaches the analyst's threshold ("better"). The
@@ -150,28 +151,32 @@ def step_program(roles: Roles, name: str, size: int, parameters: int,
     member the (public) scale 1 / pooled rows ("scale"), and `direction(gradient, information, point, guess,
     scale)` returns the direction and whether it passed the committee's check ("checked", to everyone; see
     `newton.guided_solve`). A direction that failed is revealed as zeros, and every party then evaluates the
-    same point with the unguided program. The scale is an input, not a constant of the program, because XLA
+    same point with the unguided program. `own_guess` (with `guided`): the committee makes the guess itself
+    (`newton.own_guess_solve`), so the analyst supplies none and `direction` takes (gradient, information,
+    point, None, scale). The scale is an input, not a constant of the program, because XLA
     reassociates products with a constant: (I c) d became I (c d), and with c = 1e-6 the fixed point kept
     too few bits of c d for the check (1M rows: every guided step failed, residual 5e-10 against 1e-10)."""
 
     def function(*vectors):
-        extra = 4 if guided else 2
+        extra = (3 if own_guess else 4) if guided else 2
         result = tuple(reduce(add_all(vectors[:-extra])))
         point, threshold = vectors[-extra], vectors[-extra + 1]
         log_likelihood, gradient, information = result[:3]
         better = (log_likelihood >= threshold[0]).astype(point.dtype)
         if not guided:
             return (*result, direction(gradient, information, point), better)
-        step, checked = direction(gradient, information, point, vectors[-2], vectors[-1][0])
+        guess = None if own_guess else vectors[-2]
+        step, checked = direction(gradient, information, point, guess, vectors[-1][0])
         checked = checked.astype(point.dtype)
         return (*result, step * checked, better, checked)
 
     inputs = [*site_inputs(roles, name, size),
               SecureInput("point", roles.owner(roles.committee[0]), (parameters,), "float64"),
               SecureInput("threshold", roles.owner(roles.analyst), (1,), "float64")]
+    if guided and not own_guess:
+        inputs.append(SecureInput("guess", roles.owner(roles.analyst), (parameters, parameters), "float64"))
     if guided:
-        inputs += [SecureInput("guess", roles.owner(roles.analyst), (parameters, parameters), "float64"),
-                   SecureInput("scale", roles.owner(roles.committee[0]), (1,), "float64")]
+        inputs.append(SecureInput("scale", roles.owner(roles.committee[0]), (1,), "float64"))
     analyst = roles.owner(roles.analyst)
     everyone = (analyst, *roles.site_recipients())
     return SecureProgram(name, function, inputs,

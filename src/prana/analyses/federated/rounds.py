@@ -18,7 +18,8 @@ import numpy as np
 from prana.analyses.cox import program as cox
 from prana.analyses.federated.data import MAX_GRID_POINTS, STATION, SiteData, Specification
 from prana.analyses.federated.disclosure import check_parameters
-from prana.analyses.federated.newton import (NewtonResult, Walk, guess_for, guided_solve, newton, penalty_mask,
+from prana.analyses.federated.newton import (NewtonResult, Walk, guess_for, guided_solve, newton, own_guess_solve,
+                                             penalty_mask,
                                              sandwich, solve)
 from prana.analyses.federated.protocol import (Party, Roles, federated_program, overview_program, site_inputs,
                                                sum_program)
@@ -146,31 +147,34 @@ class CoxAxis:
 
 @recipe
 def step_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float = 1.0,
-                 guided: bool = False):
+                 guided: bool = False, own_guess: bool = False):
     """One Newton step's program (`protocol.step_program`) for this model; `scale` is 1 / pooled rows.
-    `guided`: the program that refines the analyst's guess (`newton.guided_solve`) instead of `solve`."""
+    `guided`: the program that refines the analyst's guess (`newton.guided_solve`) instead of `solve`;
+    with `own_guess`, the committee's own (`newton.own_guess_solve`)."""
     p, size = len(spec.covariates), parameter_count(spec)
     weights = penalty_mask(size, spec.penalty, (0,) if spec.model == "logistic" else ())
 
     def direction(gradient, information, point, guess=None, scaling=None):
+        if guided and own_guess:
+            return own_guess_solve(information, gradient, scaling, weights, point)
         if guided:
             return guided_solve(information, gradient, scaling, weights, point, guess)
         return solve(information, gradient, scale, weights, point)
 
-    prefix = "guided_" if guided else ""
+    prefix = ("own_guess_" if own_guess else "guided_") if guided else ""
     if spec.model == "logistic":
         return protocol_step(roles, f"{prefix}logistic_step", logistic.statistics_size(p), size,
                              lambda total: logistic.reduction(total, p), direction,
-                             ("log_likelihood", "gradient", "information", "settled"), guided)
+                             ("log_likelihood", "gradient", "information", "settled"), guided, own_guess)
     if spec.strata == STATION:
         return protocol_step(roles, f"{prefix}cox_local_step", 1 + p + cox.packed_size(p), size,
                              lambda total: cox.local_reduction(total, p), direction,
-                             ("log_likelihood", "gradient", "information"), guided)
+                             ("log_likelihood", "gradient", "information"), guided, own_guess)
     terms = cox.TieTerms.of(axis.deaths, spec.ties)
     count = axis.times.size
     return protocol_step(roles, f"{prefix}cox_step", cox.statistics_size(count, p), size,
                          lambda total: cox.reduction(total, terms, count, p, scale), direction,
-                         ("log_likelihood", "gradient", "information"), guided)
+                         ("log_likelihood", "gradient", "information"), guided, own_guess)
 
 
 GUIDED = "guided step"         # the round of a guided evaluation (`newton.guided_solve`), in `Received`
@@ -193,24 +197,30 @@ def guided_from(model: str) -> int:
 class Guided(NamedTuple):
     program: Any          # the guided step program
     first: int            # the first evaluation that tries it (`guided_from`)
+    own: Any              # the program with the committee's own guess, for the evaluations before `first`
 
 
 def guided_program(roles: Roles, spec: Specification, axis: CoxAxis | None, scale: float) -> Guided | None:
     """The fit's guided step program. (Efron's reduction used to cost one reciprocal per death, so a fit with
     many deaths skipped guided steps, whose failed guess costs a second evaluation; `cox.EfronSeries` made
     it cost per event time, like Breslow's.)"""
-    return Guided(step_program(roles, spec, axis, scale, guided=True), guided_from(spec.model))
+    return Guided(step_program(roles, spec, axis, scale, guided=True), guided_from(spec.model),
+                  step_program(roles, spec, axis, scale, guided=True, own_guess=True))
 
 
 def run_point(party: Party, received: "Received", step: Any, guided: Guided | None, evaluation: int,
               vector: np.ndarray | None, named: dict[str, np.ndarray], guess: Callable[[], np.ndarray]) -> dict:
-    """Evaluate a fit's point number `evaluation` (from 0) as every party does: the guided program first
-    (from evaluation `guided_from` on, and when the fit has one), then the plain one if the guided direction
-    failed the committee's check. `named` are this party's inputs to both; `guess()` its guess for the guided
+    """Evaluate a fit's point number `evaluation` (from 0) as every party does: a guided program first (the
+    analyst's guess from evaluation `guided_from` on, the committee's own before), then the plain one if the
+    guided direction failed the committee's check. `named` are this party's inputs to both; `guess()` its guess for the guided
     one (the analyst's only)."""
-    if guided is not None and evaluation >= guided.first:
-        extra = {"guess": guess()} if party.me == party.roles.analyst else {}
-        revealed = received.note(GUIDED, party.run(guided.program, vector, {**named, **extra}))
+    if guided is not None:
+        analyst = party.me == party.roles.analyst
+        if evaluation >= guided.first:
+            program, extra = guided.program, ({"guess": guess()} if analyst else {})
+        else:
+            program, extra = guided.own, {}
+        revealed = received.note(GUIDED, party.run(program, vector, {**named, **extra}))
         if float(np.asarray(revealed["checked"])) > 0.5:
             return revealed
     return received.note("step", party.run(step, vector, named))
