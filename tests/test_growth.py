@@ -143,3 +143,39 @@ def test_neighbours_the_minimum_group_and_suppression(tmp_path):
     assert any(row["weight_p50"] is None for row in strict.table)            # some visit has < 20 measured
     assert nearest_rank(np.arange(1, 11.0), 0.1) == 1 and nearest_rank(np.arange(1, 11.0), 0.5) == 5
     assert nearest_rank(np.arange(1, 11.0), 0.9) == 9 and nearest_rank(np.array([7.0]), 0.9) == 7
+
+
+def test_the_secure_program_in_plaintext_equals_the_method(tmp_path):
+    """`program.similar_growth` (what the committee runs) in plaintext jax: the same neighbours' prediction
+    and statistics as `method.predict`, also with ties in distance (duplicated children) and suppression."""
+    import jax.numpy as jnp
+
+    from prana.analyses.growth.method import summarise
+    from prana.analyses.growth.program import SCALE, encode_history, encode_query, similar_growth
+    from prana.analyses.growth.reference import SEXES
+
+    frames = [children(400, 11, prefix="a-"), children(300, 12, prefix="b-")]
+    frames.append(frames[0].iloc[:300].assign(child_id=lambda f: "dup-" + f.child_id))   # exact ties
+    histories = [read_history(write(tmp_path, frame, f"c{index}.csv")) for index, frame in enumerate(frames)]
+    query = read_query(write(tmp_path, baby(sex="M"), "q.csv"))
+    pooled = Pooled.of(histories)
+    for neighbours, group in ((40, 5), (12, 12)):
+        want = predict(histories, query, neighbours, group)
+        out = similar_growth(*map(jnp.asarray, encode_history(pooled)), *map(jnp.asarray, encode_query(query)),
+                             neighbours=neighbours, min_group_size=group)
+        enough, visit_ok, quantiles, delay, among_ok, among, benefited = (np.asarray(value) for value in out)
+        assert int(enough) == 1
+        assert delay == round(want.growth_delay_percent * neighbours / 100)
+        assert (want.benefited_percent is None) == (int(among_ok) == 0)
+        if among_ok:
+            assert round(100 * benefited / among, 1) == want.benefited_percent
+        for row, visit in zip(want.table, query.later):
+            assert (row["weight_p50"] is None) == (visit_ok[visit] == 0)
+            if visit_ok[visit]:
+                for index, indicator in enumerate(("weight", "length")):
+                    for column, q in enumerate((10, 50, 90)):
+                        value = table(indicator, SEXES[query.sex]).value(VISITS[visit], quantiles[visit, index, column] / SCALE)
+                        assert round(float(value), 3) == row[f"{indicator}_p{q}"]
+    out = similar_growth(*map(jnp.asarray, encode_history(pooled)), *map(jnp.asarray, encode_query(query)),
+                         neighbours=5000, min_group_size=5)
+    assert int(out[0]) == 0 and not np.asarray(out[2]).any()                # too few candidates: nothing else
