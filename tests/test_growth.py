@@ -150,7 +150,6 @@ def test_the_secure_program_in_plaintext_equals_the_method(tmp_path):
     and statistics as `method.predict`, also with ties in distance (duplicated children) and suppression."""
     import jax.numpy as jnp
 
-    from prana.analyses.growth.method import summarise
     from prana.analyses.growth.program import SCALE, encode_history, encode_query, similar_growth
     from prana.analyses.growth.reference import SEXES
 

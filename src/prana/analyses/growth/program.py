@@ -70,9 +70,11 @@ def similar_growth(sex, z, present, outcomes, query_sex, query_z, query_visits, 
     """The program. History: sex (N,), z (N, 11, 2), present (N, 11), outcomes (N, 3), all int64; query:
     sex (1,), z (11, 2), visits (11,) and later (11,) masks. Returns (enough, visit_ok, quantiles (11, 2, 3),
     delay_count, among_ok, among_count, benefited_count)."""
+    import importlib
+
     import jax.numpy as jnp
 
-    import prana.engine.program  # noqa: F401  (64-bit integers: jax_enable_x64)
+    importlib.import_module("prana.engine.program")         # it turns on 64-bit integers (jax_enable_x64)
 
     missing = (query_visits[None, :] * (1 - present)).sum(axis=1)
     other_sex = (sex - query_sex[0]) * (sex - query_sex[0])
