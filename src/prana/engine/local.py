@@ -25,9 +25,11 @@ only the children's logs.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -74,6 +76,7 @@ class _ForkServer:
     """The committee's end of `prana.engine.forkserver`: sends fork requests, follows the parties' exits."""
 
     def __init__(self, log_path: Path, environment: dict[str, str]) -> None:
+        self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "prana.engine.forkserver"], stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=log, env=environment,
@@ -170,13 +173,44 @@ class _Child:
     log_path: Path
 
 
+_WARM: dict[str, _ForkServer] = {}        # the fork server kept warm for `LocalCommittee(warm=True)`
+_WARM_LOCK = threading.Lock()
+
+
+def _warm_server(environment: dict[str, str]) -> _ForkServer:
+    """The fork server that outlives committees (one per import path, so its preloaded code is the code each
+    party would import), started on first use and closed when this process exits."""
+    key = environment.get("PYTHONPATH", "")
+    with _WARM_LOCK:
+        server = _WARM.get(key)
+        if server is None or server.ended:
+            folder = Path(tempfile.mkdtemp(prefix="prana-forkserver-"))
+            server = _WARM[key] = _ForkServer(folder / "forkserver.log", environment)
+            if len(_WARM) == 1:
+                atexit.register(_close_warm)
+        return server
+
+
+def _close_warm() -> None:
+    with _WARM_LOCK:
+        for server in _WARM.values():
+            server.close()
+            shutil.rmtree(Path(server.log_path).parent, ignore_errors=True)
+        _WARM.clear()
+
+
 @dataclass
 class LocalCommittee:
-    """A set of party processes started by this process, each killed at exit if still running."""
+    """A set of party processes started by this process, each killed at exit if still running.
+
+    `warm`: fork the parties from a fork server that stays up for the next committee of this process (a
+    notebook's second fit does not wait for the server's imports again, about 1.5 s). Each party is still a
+    fresh process with its own memory, certificates and links; the server never sees a job's inputs."""
 
     workdir: Path | None = None
     extra_path: list[str] = field(default_factory=list)
     children: dict[str, _Child] = field(default_factory=dict)
+    warm: bool = False
 
     def __post_init__(self) -> None:
         self._owned = self.workdir is None
@@ -213,6 +247,11 @@ class LocalCommittee:
     def _fork(self, party: str, request: dict[str, Any], environment: dict[str, str]) -> _Forked | None:
         if not self._forking:
             return None
+        if self.warm:
+            forked = _warm_server(environment).fork(f"{party}@{secrets.token_hex(8)}", request)
+            if forked is None:
+                self._forking = False
+            return forked
         if self._server is None:
             self._server = _ForkServer(self.workdir / "forkserver.log", environment)
         forked = self._server.fork(party, request)

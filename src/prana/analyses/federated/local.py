@@ -125,7 +125,7 @@ def fit_local(spec: Specification, paths: dict[str, Path | str], *, timeout: flo
         federation = local_federation(root / "federation", [*roles.sites, ANALYST], name="learn-local")
         session = new_session_id()
         progress = root / "progress.txt"
-        with LocalCommittee(workdir=workdir) as committee:
+        with LocalCommittee(workdir=workdir, warm=True) as committee:      # a second fit skips the imports
             for site, path in paths.items():
                 committee.spawn(site, "prana.analyses.federated.local:site_worker",
                                 {"federation": str(federation), "me": site, "sites": list(roles.sites),
