@@ -24,6 +24,7 @@ from typer.exceptions import Abort
 
 from prana import __version__
 from prana.cli import auction as auction_cli
+from prana.cli import growth as growth_cli
 from prana.cli import cluster as cluster_cli
 from prana.cli import federation as federation_cli
 from prana.cli import compare as compare_cli
@@ -78,6 +79,7 @@ app.add_typer(station_cli.app, name="station")
 app.add_typer(task_cli.app, name="task")
 app.add_typer(learn_cli.app, name="learn")
 app.add_typer(auction_cli.app, name="auction")
+app.add_typer(growth_cli.app, name="growth")
 
 
 def _version(value: bool) -> None:

@@ -225,6 +225,7 @@ class LocalCommittee:
         job = self.workdir / f"{party}.job.json"
         write_private(job, json.dumps({"target": target, "kwargs": kwargs}))
         result = self.workdir / f"{party}.result.json"
+        result.unlink(missing_ok=True)          # a party spawned again must not be read by its last result
         log = self.workdir / f"{party}.log"
         environment = dict(os.environ)
         environment.setdefault("PRANA_LOG_DIR", str(self.workdir / "logs"))

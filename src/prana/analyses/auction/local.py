@@ -43,8 +43,10 @@ class FolderBox:
     """The hub's part on one machine: sealed files under `root`. Bids: bids/<server>/<bidder>/<sequence>;
     deliveries: out/<recipient>/<sender>.<name>."""
 
-    def __init__(self, root: Path | str, federation: Federation, me: str, auction: str) -> None:
+    def __init__(self, root: Path | str, federation: Federation, me: str, auction: str,
+                 name_of: Callable[[int], str] | None = None) -> None:
         self.root, self.federation, self.me, self.auction = Path(root), federation, me, auction
+        self.name_of = name_of          # the sealed name of a sequence's part (default: a bid's, `bid_name`)
 
     def post(self, bidder: str, server: str, sequence: int, sealed: bytes) -> None:
         folder = self.root / "bids" / server / bidder
@@ -55,6 +57,7 @@ class FolderBox:
         """This server's opened part of each bidder's latest bid (a part that does not open is left out)."""
         from prana.analyses.auction.bidding import bid_name
 
+        name_of = self.name_of or bid_name
         found: dict[str, bytes] = {}
         folder = self.root / "bids" / self.me
         for bidder_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
@@ -64,7 +67,7 @@ class FolderBox:
             latest = max(sequences)
             try:
                 found[bidder_folder.name] = open_from(self.federation, self.me, bidder_folder.name, self.auction,
-                                                      bid_name(latest), (bidder_folder / str(latest)).read_bytes())
+                                                      name_of(latest), (bidder_folder / str(latest)).read_bytes())
             except PranaError:
                 continue
         return found

@@ -39,7 +39,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from prana.analyses.auction.rules import PriceGrid, bidder_order
-from prana.analyses.auction.shares import SERVERS, ServerPart, digest, pairs_of, stack
+from prana.analyses.auction.shares import SERVERS, ServerPart, agree_on_parts, pairs_of, stack
 from prana.engine import wire
 from prana.errors import ConfigError, InputValidationError, MalformedMessage, ProtocolError
 
@@ -199,32 +199,8 @@ class Steps:
 
     def agree_on_bids(self, parts: dict[str, ServerPart]) -> tuple[list[str], list[str]]:
         """The bidders whose share sets fit together at all three servers, and the refused rest."""
-        held = {name: part.sequence for name, part in parts.items()}
-        others = self.session.exchange("auction:held", {"held": held})
-        holdings = [held, *(_holding(message, peer) for peer, message in others.items())]
-        everyone = set().union(*holdings)
-        common = sorted(name for name in everyone
-                        if all(name in holding and holding[name] == held.get(name) for holding in holdings))
-        following = self.auction.servers[(self.rank + 1) % SERVERS]
-        previous = self.auction.servers[(self.rank - 1) % SERVERS]
-        second = (self.rank + 1) % SERVERS
-        mine = {name: parts[name].components() for name in common}
-        outgoing = {name: digest(self.auction.id, name, held[name], second, pair[..., 1]) for name, pair in mine.items()}
-        self.session.send(following, "auction:digests", {"digests": outgoing})
-        incoming = self.session.recv(previous, "auction:digests").get("digests")
-        if not isinstance(incoming, dict):
-            raise MalformedMessage(f"{previous} sent malformed digests", peer=previous)
-        mismatched = sorted(name for name, pair in mine.items()
-                            if incoming.get(name) != digest(self.auction.id, name, held[name], self.rank, pair[..., 0]))
-        reported = self.session.exchange("auction:mismatched", {"bidders": mismatched})
-        bad = set(mismatched)
-        for peer, message in reported.items():
-            names = message.get("bidders")
-            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-                raise MalformedMessage(f"{peer} sent a malformed list of refused bids", peer=peer)
-            bad.update(names)
-        consistent = [name for name in common if name not in bad]
-        refused = sorted(everyone - set(consistent))
+        consistent, refused = agree_on_parts(self.session, parts, servers=self.auction.servers, rank=self.rank,
+                                             context=self.auction.id, step="auction", what="bids")
         for name in refused:
             self.record("bid-refused", {"bidder": name, "reason": "its shares do not fit together at the three "
                                                                  "servers, or a server lacks them"})
@@ -288,14 +264,6 @@ class Steps:
                              trade_part(self.auction.id, self.auction.settlement, self.rank, trades, order=order,
                                         public=public))
         self.record("results-delivered", {"bidders": len(order), "settlement": self.auction.settlement})
-
-
-def _holding(message: dict[str, Any], peer: str) -> dict[str, int]:
-    held = message.get("held")
-    if not isinstance(held, dict) or not all(isinstance(name, str) and isinstance(value, int)
-                                              for name, value in held.items()):
-        raise MalformedMessage(f"{peer} sent a malformed list of the bids it holds", peer=peer)
-    return held
 
 
 def result_digest(public: dict[str, Any], order: list[str]) -> str:

@@ -149,6 +149,49 @@ def digest(auction: str, bidder: str, sequence: int, component: int, values: np.
     return hashlib.sha256(b"prana-share-digest|" + head + b"|" + np.ascontiguousarray(values).tobytes()).hexdigest()
 
 
+def agree_on_parts(session, parts: dict[str, ServerPart], *, servers: tuple[str, ...], rank: int, context: str,
+                   step: str, what: str = "share sets") -> tuple[list[str], list[str]]:
+    """The owners (bidders, clinics) whose share sets fit together at all three servers, and the refused rest:
+    the servers first agree on who holds which sequence (and shape) of whose shares, then each sends the next
+    server a digest of the component they both hold (`digest`), and a mismatch anywhere refuses that owner at
+    all three. `session` is the servers' open `CommitteeSession`; the steps are named `<step>:held`,
+    `<step>:digests` and `<step>:mismatched`."""
+    held = {name: [part.sequence, list(part.shape)] for name, part in parts.items()}
+    others = session.exchange(f"{step}:held", {"held": held})
+    holdings = [held, *(_holding(message, peer, what) for peer, message in others.items())]
+    everyone = set().union(*holdings)
+    common = sorted(name for name in everyone
+                    if all(name in holding and holding[name] == held.get(name) for holding in holdings))
+    following, previous = servers[(rank + 1) % SERVERS], servers[(rank - 1) % SERVERS]
+    second = (rank + 1) % SERVERS
+    mine = {name: parts[name].components() for name in common}
+    outgoing = {name: digest(context, name, parts[name].sequence, second, pair[..., 1]) for name, pair in mine.items()}
+    session.send(following, f"{step}:digests", {"digests": outgoing})
+    incoming = session.recv(previous, f"{step}:digests").get("digests")
+    if not isinstance(incoming, dict):
+        raise MalformedMessage(f"{previous} sent malformed digests", peer=previous)
+    mismatched = sorted(name for name, pair in mine.items()
+                        if incoming.get(name) != digest(context, name, parts[name].sequence, rank, pair[..., 0]))
+    bad = set(mismatched)
+    for peer, message in session.exchange(f"{step}:mismatched", {"owners": mismatched}).items():
+        names = message.get("owners")
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise MalformedMessage(f"{peer} sent a malformed list of refused {what}", peer=peer)
+        bad.update(names)
+    consistent = [name for name in common if name not in bad]
+    return consistent, sorted(everyone - set(consistent))
+
+
+def _holding(message: dict, peer: str, what: str) -> dict[str, list]:
+    held = message.get("held")
+    if not isinstance(held, dict) or not all(
+            isinstance(name, str) and isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+            and isinstance(value[1], list) and all(isinstance(size, int) for size in value[1])
+            for name, value in held.items()):
+        raise MalformedMessage(f"{peer} sent a malformed list of the {what} it holds", peer=peer)
+    return held
+
+
 def reconstruct_pairs(pairs: list[np.ndarray], *, who: str = "a server") -> np.ndarray:
     """x from the three servers' pairs (in rank order), as int64; each pair's second component must be the
     next server's first."""

@@ -8,6 +8,11 @@ Read it top-down:
     method.py      the method, defined exactly, in plaintext: the oracle of the secure run
     program.py     the secure part as one jax.numpy function on integers (neighbours, prediction, counts)
 
-The processes around the program (the clinics' history secret-shared once into a 3-member committee, a query as an input
-client, the neighbours selected inside the MPC) and `prana growth local|share` are not built yet.
+    committee.py   the clinics', members' and asker's steps, the members' encrypted store, the query budget,
+                   and the table of who learns what
+    local.py       `prana growth local` / `prana.growth_local`: every party a process on this machine
+    plot.py        growth.png
+
+Not built yet: `prana growth share` and `prana task submit growth` through a hub, the general
+`prana similar`, the demo scenario and `benchmarks/growth.py`.
 """

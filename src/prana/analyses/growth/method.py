@@ -60,6 +60,8 @@ class Pooled:
 def check_neighbours(neighbours: int, min_group_size: int) -> None:
     if neighbours < 1:
         raise InputValidationError(f"--neighbours must be at least 1, not {neighbours}")
+    if min_group_size < 1:
+        raise InputValidationError(f"--min-group-size must be at least 1, not {min_group_size}")
     if neighbours < min_group_size:
         raise PrivacyThresholdViolation(f"--neighbours {neighbours} is below the minimum group size "
                                         f"{min_group_size}: every figure would describe too few children")
@@ -99,33 +101,67 @@ def summarise(z: np.ndarray, present: np.ndarray, outcomes: np.ndarray, query: Q
               notes: list[str] | None = None) -> Prediction:
     """The prediction and statistics from the neighbours' z-scores (K x visits x 2), their presence and
     outcomes (K x 3): the part that the committee computes on the K neighbours it selected."""
+    quantiles = {}
+    for visit in query.later:
+        measured = present[:, visit]
+        if measured.sum() >= min_group_size:
+            quantiles[visit] = [[nearest_rank(np.sort(z[measured, visit, index]), quantile) for quantile in QUANTILES]
+                                for index in range(2)]
+    delay, advised, benefited = (outcomes[:, OUTCOMES.index(name)] == 1 for name in OUTCOMES)
+    among = delay & advised
+    return assemble(query, quantiles, len(outcomes), int(delay.sum()),
+                    int(among.sum()) if among.sum() >= min_group_size else None, int((among & benefited).sum()),
+                    min_group_size, notes)
+
+
+def assemble(query: Query, quantiles: dict[int, list[list[float]]], neighbours: int, delayed: int,
+             among: int | None, benefited: int, min_group_size: int, notes: list[str] | None = None) -> Prediction:
+    """The prediction from its parts: the P10/P50/P90 z-scores per later visit that reached the minimum group
+    (visit -> [weight, length] x quantiles), the number of neighbours, of those with a growth delay, of those
+    with a delay and recommendation A (None when below the minimum group) and of those who benefited."""
     notes = list(notes or [])
     sex = SEXES[query.sex]
     rows = []
     for visit in query.later:
-        measured = present[:, visit]
         row: dict = {"age_days": int(VISITS[visit])}
-        if measured.sum() < min_group_size:
+        if visit not in quantiles:
             notes.append(f"the visit at {VISITS[visit]} days is suppressed: fewer than {min_group_size} "
                          "neighbours were measured there")
             row.update({column: None for column in PREDICTION_COLUMNS[1:]})
         else:
             for index, indicator in enumerate(("weight", "length")):
-                ordered = np.sort(z[measured, visit, index])
-                for quantile in QUANTILES:
-                    value = table(indicator, sex).value(VISITS[visit], nearest_rank(ordered, quantile))
+                for quantile, z in zip(QUANTILES, quantiles[visit][index]):
+                    value = table(indicator, sex).value(VISITS[visit], z)
                     row[f"{indicator}_p{round(quantile * 100)}"] = round(float(value), 3)
         rows.append(row)
-    delay, advised, benefited = (outcomes[:, OUTCOMES.index(name)] == 1 for name in OUTCOMES)
-    x = round(100.0 * delay.sum() / len(outcomes), 1)
-    among = delay & advised
-    if among.sum() < min_group_size:
+    x = round(100.0 * delayed / neighbours, 1)
+    if among is None:
         notes.append(f"the percentage who benefited is suppressed: fewer than {min_group_size} neighbours had a "
                      "growth delay and recommendation A")
         y = None
     else:
-        y = round(100.0 * (among & benefited).sum() / among.sum(), 1)
-    return Prediction(rows, len(outcomes), x, y, notes)
+        y = round(100.0 * benefited / among, 1)
+    return Prediction(rows, neighbours, x, y, notes)
+
+
+def from_secure(result: tuple, query: Query, neighbours: int, min_group_size: int,
+                notes: list[str] | None = None) -> Prediction:
+    """The prediction from the committee's result vector (`program.unpack_result`), as the asker assembles it."""
+    from prana.analyses.growth.program import SCALE
+
+    enough, visit_ok, quantiles, delayed, among_ok, among, benefited = result
+    if not enough:
+        raise InputValidationError(f"--neighbours {neighbours} is more than the children of the history who can be "
+                                   "compared with this baby (same sex, measured at each of its visits)")
+    kept = {int(visit): [[float(value) / SCALE for value in quantiles[visit, index]] for index in range(2)]
+            for visit in query.later if visit_ok[visit]}
+    return assemble(query, kept, neighbours, int(delayed), int(among) if among_ok else None, int(benefited),
+                    min_group_size, notes)
+
+
+def ignored_note(ignored: int) -> list[str]:
+    return [f"{ignored} measurement(s) of the history were not within 14 days of a visit (or repeated a "
+            "visit) and were ignored"] if ignored else []
 
 
 def predict(histories: list[History], query: Query, neighbours: int = DEFAULT_NEIGHBOURS,
@@ -134,8 +170,6 @@ def predict(histories: list[History], query: Query, neighbours: int = DEFAULT_NE
     check_neighbours(neighbours, min_group_size)
     pooled = Pooled.of(histories)
     chosen = neighbours_of(pooled, query, neighbours)
-    ignored = sum(history.measured.ignored for history in histories)
-    notes = [f"{ignored} measurement(s) of the history were not within 14 days of a visit (or repeated a "
-             "visit) and were ignored"] if ignored else []
+    notes = ignored_note(sum(history.measured.ignored for history in histories))
     return summarise(pooled.z[chosen], pooled.present[chosen], pooled.outcomes[chosen], query, min_group_size,
                      notes)

@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from prana.analyses.growth.reference import VISITS
+from prana.engine.program import SecureInput, SecureOutput, SecureProgram, recipe
 
 SCALE = 1000                   # z-scores as integers
 FAR = 2 ** 40                  # the key of a child who is not a candidate: above every distance (< 2^32)
@@ -137,6 +138,76 @@ def encode_query(query) -> tuple[np.ndarray, ...]:
     later[query.later] = 1
     return (np.array([query.sex], dtype=np.int64), np.round(query.measured.z[0] * SCALE).astype(np.int64),
             visits, later)
+
+
+# -- as the committee runs it: one held input (the shared history), one client input (the query) ---------------
+
+RING_BITS = 64
+FRACTION_BITS = 18                      # unused: every value is an integer
+HISTORY = "held:history"
+COLUMNS = 1 + 2 * VISITS.size + VISITS.size + 3        # sex, z (visit-major: weight, length), present, outcomes
+QUERY_COLUMNS = 1 + 2 * VISITS.size + 2 * VISITS.size   # sex, z, visit mask, later mask
+RESULT_SIZE = 1 + VISITS.size + VISITS.size * 2 * len(QUANTILE_TENTHS) + 4
+
+
+def history_rows(pooled) -> np.ndarray:
+    """A clinic's children (`method.Pooled`) as the rows it shares: (children, `COLUMNS`) int64."""
+    sex, z, present, outcomes = encode_history(pooled)
+    return np.concatenate([sex[:, None], z.reshape(z.shape[0], -1), present, outcomes], axis=1)
+
+
+def query_vector(query) -> np.ndarray:
+    sex, z, visits, later = encode_query(query)
+    return np.concatenate([sex, z.reshape(-1), visits, later])
+
+
+def _split_history(rows):
+    visits = VISITS.size
+    return (rows[:, 0], rows[:, 1:1 + 2 * visits].reshape(rows.shape[0], visits, 2),
+            rows[:, 1 + 2 * visits:1 + 3 * visits], rows[:, 1 + 3 * visits:])
+
+
+def _split_query(vector):
+    visits = VISITS.size
+    return (vector[:1], vector[1:1 + 2 * visits].reshape(visits, 2), vector[1 + 2 * visits:1 + 3 * visits],
+            vector[1 + 3 * visits:])
+
+
+def similar_growth_rows(rows, vector, *, neighbours: int, min_group_size: int):
+    """`similar_growth` on the shared layout, every output in one vector of `RESULT_SIZE` integers:
+    [enough, visit_ok (11), quantiles (11 x 2 x 3), delay_count, among_ok, among_count, benefited_count]."""
+    import jax.numpy as jnp
+
+    outputs = similar_growth(*_split_history(rows), *_split_query(vector), neighbours=neighbours,
+                             min_group_size=min_group_size)
+    return jnp.concatenate([jnp.reshape(value, (-1,)).astype(jnp.int64) for value in outputs])
+
+
+def unpack_result(vector: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The outputs of `similar_growth` from `similar_growth_rows`'s vector."""
+    vector = np.asarray(vector, dtype=np.int64).ravel()
+    visits, width = VISITS.size, len(QUANTILE_TENTHS)
+    enough, visit_ok = vector[0], vector[1:1 + visits]
+    quantiles = vector[1 + visits:1 + visits + visits * 2 * width].reshape(visits, 2, width)
+    delay, among_ok, among, benefited = vector[1 + visits + visits * 2 * width:]
+    return enough, visit_ok, quantiles, delay, among_ok, among, benefited
+
+
+@recipe
+def growth_program(members: tuple[str, ...], asker: str, children: int, neighbours: int,
+                   min_group_size: int) -> SecureProgram:
+    """The committee's program for one query: the history of `children` children is held by the members
+    (shared by the clinics earlier), the query comes from client `asker`, and the result goes to the asker
+    alone (its three shares, one from each member)."""
+
+    def function(rows, vector):
+        return (similar_growth_rows(rows, vector, neighbours=neighbours, min_group_size=min_group_size),)
+
+    return SecureProgram("growth-similar", function,
+                         [SecureInput("history", HISTORY, (children, COLUMNS), "int64"),
+                          SecureInput("query", f"client:{asker}", (QUERY_COLUMNS,), "int64")],
+                         [SecureOutput("result", (f"client:{asker}",))], ring_bits=RING_BITS,
+                         fraction_bits=FRACTION_BITS)
 
 
 def bisection_rounds() -> int:

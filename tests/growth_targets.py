@@ -1,0 +1,22 @@
+"""Failing committee members for the growth tests (each runs in its own process via LocalGrowth)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+
+def dying_member(**kwargs: Any) -> dict[str, Any]:
+    """A member whose process dies (as a crash would) half a second into the query's MPC run."""
+    import prana.engine.session as session
+    from prana.analyses.growth.local import answer_worker
+
+    honest = session.CommitteeSession.run
+
+    def run(self, program, inputs, held=None):
+        threading.Timer(0.5, lambda: os._exit(9)).start()
+        return honest(self, program, inputs, held)
+
+    session.CommitteeSession.run = run
+    return answer_worker(**kwargs)
