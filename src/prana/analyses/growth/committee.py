@@ -44,6 +44,7 @@ query when the members start it, also when it fails.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -112,6 +113,7 @@ class Store:
         self.folder, self.federation, self.me, self.store_id = Path(folder), federation, me, store_id
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    @functools.cached_property
     def _key(self) -> bytes:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -126,7 +128,7 @@ class Store:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         nonce = os.urandom(12)
-        data = nonce + AESGCM(self._key()).encrypt(nonce, part.encode(), self._bound(part.bidder))
+        data = nonce + AESGCM(self._key).encrypt(nonce, part.encode(), self._bound(part.bidder))
         temporary = self.folder / f"{part.bidder}.share.tmp"
         write_private(temporary, data)
         os.replace(temporary, self.folder / f"{part.bidder}.share")
@@ -140,7 +142,7 @@ class Store:
 
         data = (self.folder / f"{clinic}.share").read_bytes()
         try:
-            plain = AESGCM(self._key()).decrypt(data[:12], data[12:], self._bound(clinic))
+            plain = AESGCM(self._key).decrypt(data[:12], data[12:], self._bound(clinic))
         except (InvalidTag, ValueError):
             raise MalformedMessage(f"{self.me}'s stored shares of {clinic} do not open with its key (damaged, or "
                                    "written for another member or store)") from None
@@ -197,11 +199,11 @@ def take_in(session: Any, committee: Committee, store: Store, fetched: dict[str,
             "refused": sorted(set(refused) | set(mismatched))}
 
 
-def query_purpose(committee: Committee, store: Store, asker: str, neighbours: int, min_group_size: int,
-                  budget: int) -> dict[str, Any]:
+def query_purpose(committee: Committee, holdings: dict[str, ServerPart], asker: str, neighbours: int,
+                  min_group_size: int, budget: int) -> dict[str, Any]:
     """What every member must agree on before a query: the store's state (each clinic's sequence and size),
     the asker and the public parameters."""
-    held = {clinic: [part.sequence, part.shape[0]] for clinic, part in store.holdings(committee.rank(store.me)).items()}
+    held = {clinic: [part.sequence, part.shape[0]] for clinic, part in holdings.items()}
     return {"analysis": ANALYSIS, "version": VERSION, "store": committee.store_id, "held": held, "asker": asker,
             "neighbours": neighbours, "min_group_size": min_group_size, "budget": budget}
 
@@ -217,11 +219,10 @@ def check_query(children: int, neighbours: int, min_group_size: int) -> None:
                                    "history")
 
 
-def answer(session: Any, committee: Committee, store: Store, asker: str, neighbours: int, min_group_size: int,
-           budget: int) -> dict[str, Any]:
-    """A member's part of one query, in an open session of the three members: check, charge, run."""
-    rank = committee.rank(store.me)
-    holdings = store.holdings(rank)
+def answer(session: Any, committee: Committee, store: Store, holdings: dict[str, ServerPart], asker: str,
+           neighbours: int, min_group_size: int, budget: int) -> dict[str, Any]:
+    """A member's part of one query, in an open session of the three members: check, charge, run.
+    `holdings`: the store's parts (`Store.holdings`), read once for the purpose and the run."""
     order = sorted(holdings)
     children = sum(holdings[clinic].shape[0] for clinic in order)
     check_query(children, neighbours, min_group_size)

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from prana.analyses.growth.committee import DEFAULT_QUERY_BUDGET, Committee, Store, part_name
 from prana.analyses.growth.method import (DEFAULT_MIN_GROUP_SIZE, DEFAULT_NEIGHBOURS, PREDICTION_COLUMNS,
                                           Prediction, check_neighbours, from_secure, ignored_note)
@@ -98,9 +100,10 @@ def answer_worker(federation: str, me: str, store_id: str, store: str, session: 
 
     loaded = Federation.load(federation)
     committee, kept = Committee(MEMBERS, store_id), Store(store, loaded, me, store_id)
-    purpose = query_purpose(committee, kept, asker, neighbours, min_group_size, budget)
+    holdings = kept.holdings(committee.rank(me))
+    purpose = query_purpose(committee, holdings, asker, neighbours, min_group_size, budget)
     with _session(loaded, me, session, purpose, connect) as endpoint:
-        return answer(endpoint, committee, kept, asker, neighbours, min_group_size, budget)
+        return answer(endpoint, committee, kept, holdings, asker, neighbours, min_group_size, budget)
 
 
 def asker_worker(federation: str, asker: str, store_id: str, session: str, query: str, children: int,
@@ -253,8 +256,6 @@ class LocalGrowth:
         _raise_first(results, [*MEMBERS, ASKER], "query")
         self.last_run = {member: results[member] for member in MEMBERS}
         notes = ignored_note(sum(self.ignored.values()))
-        import numpy as np
-
         result = tuple(np.asarray(value, dtype=np.int64) for value in results[ASKER]["result"])
         return from_secure(result, parsed, neighbours, min_group_size, notes)
 
@@ -287,14 +288,12 @@ def growth_local(histories: list[Path | str], query: Path | str, out: Path | str
                  on_phase: Callable[[str, dict[str, Any]], None] | None = None) -> Prediction:
     """Share every clinic's history into a fresh committee, ask one query, write DIR's files when `out` is
     given, and return the `method.Prediction`."""
-    from prana.analyses.growth.data import read_history, read_query
+    from prana.analyses.growth.data import read_query
 
     if not histories:
         raise InputValidationError("--history names no file: give each clinic's history, separated by commas")
     check_neighbours(neighbours, min_group_size)
     parsed = read_query(query)
-    for path in histories:
-        read_history(path)
     names = clinic_names(len(histories))
     with LocalGrowth(names, workdir=workdir, timeout=timeout, workers=workers, extra_path=extra_path,
                      on_phase=on_phase) as growth:
