@@ -33,6 +33,7 @@ ANALYSES: dict[str, str] = {
     "logistic": "prana.analyses.logistic.station",
     "kaplan-meier": "prana.analyses.kaplan_meier.station",
     "learn": "prana.analyses.learning.station",
+    "growth-share": "prana.analyses.growth.station",
 }
 POLICIES: dict[str, str] = {
     "compare": "prana.analyses.compare.policy",
@@ -41,6 +42,7 @@ POLICIES: dict[str, str] = {
     "logistic": "prana.analyses.logistic.policy",
     "kaplan-meier": "prana.analyses.kaplan_meier.policy",
     "learn": "prana.analyses.learning.policy",
+    "growth-share": "prana.analyses.growth.policy",
 }
 
 

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
+from typer._click.exceptions import UsageError   # typer 0.29 bundles its own click
 
+from prana.cli.options import AS_PARTY, FEDERATION, HUB
 from prana.cli.output import console
 from prana.cli.progress import Steps
 
@@ -76,3 +79,114 @@ def show(prediction) -> None:
                   highlight=False)
     for note in prediction.notes:
         console.print(f"note: {note}", highlight=False)
+
+
+# -- on the platform ------------------------------------------------------------------------------------------
+
+@app.command()
+def share(station: list[str] = typer.Option(..., "--station", help="A clinic's station and its history dataset, as "
+                                            "CLINIC=DATASET; repeat it for several clinics (one sharing each)."),
+          committee: str = typer.Option("member-1,member-2,member-3", "--committee", help="The three members, "
+                                        "comma-separated, in rank order (as they serve)."),
+          store: str = typer.Option("growth", "--store", help="The committee's store (its members serve one)."),
+          hub: Optional[str] = HUB, federation: Path = FEDERATION, me: str = AS_PARTY,
+          timeout: float = typer.Option(1800.0, "--timeout", min=1.0, help="Seconds before a sharing fails.")) -> None:
+    """Share clinics' histories into the growth committee through the hub (again: a refresh).
+
+    Each clinic's station (`prana station start`) checks the task against its policy (the dataset's
+    `analyses` must include growth-share, `peers` the three members), checks its rows, and leaves each member
+    its sealed part at the hub; the members (`prana growth serve`) take the parts in together and keep them
+    encrypted at rest. A clinic that shares again replaces its earlier history.
+    """
+    from prana.analyses.growth.platform import share as run
+    from prana.cli.options import comma_list
+    from prana.config import Federation
+    from prana.hub.client import Client
+
+    stations = {}
+    for item in station:
+        name, _, dataset = item.partition("=")
+        if not dataset.strip():
+            raise UsageError(f"--station {item!r} names no dataset: write CLINIC=DATASET")
+        stations[name.strip()] = dataset.strip()
+    loaded = Federation.load(federation)
+    with Client(hub, federation=loaded, me=me) as client, Steps(console, bars=False) as steps:
+        bar = steps.add("sharing")
+
+        def update(task: dict) -> None:
+            parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(task["stations"].items()))
+            steps.update(bar, f"task {task['id'][:8]}: {parts}")
+
+        stored = run(client, stations=stations, committee=comma_list(committee), store=store, timeout=timeout,
+                     on_update=update)
+    for clinic, kept in stored.items():
+        console.print(f"{clinic}: {kept['children']:,} children stored by the committee (sharing "
+                      f"{kept['sequence']}, task {kept['task']})", highlight=False)
+
+
+@app.command()
+def serve(me: str = typer.Option(..., "--as", help="This member's party name in the federation."),
+          store: Path = typer.Option(..., "--store", help="This member's folder for its shares (kept encrypted "
+                                     "at rest under a key derived from its private key) and its query ledger."),
+          askers: str = typer.Option(..., "--askers", help="Whose growth queries this member answers, "
+                                     "comma-separated (the nurses' stations)."),
+          clinics: Optional[str] = typer.Option(None, "--clinics", help="Whose histories it takes in, "
+                                                "comma-separated (default: any station of the federation)."),
+          budget: int = typer.Option(100, "--budget", min=1, help="Queries per asker, counted alike by all three "
+                                     "members; then refused (repeated queries reveal more than one answer)."),
+          min_group_size: int = typer.Option(5, "--min-group-size", min=1, help="The smallest group any answer may "
+                                             "describe (a clinic's own, or a query's, applies if larger)."),
+          federation: Path = FEDERATION, hub: Optional[str] = HUB,
+          tasks: Optional[int] = typer.Option(None, "--tasks", help="Stop after this many tasks.")) -> None:
+    """Run one member of the growth committee: take in sharings and answer queries.
+
+    One task at a time, with the other two members (ABY3 over mutual TLS, on this party's federation
+    address). A query is answered only for an asker named in --askers, within its budget."""
+    import threading
+
+    from prana.analyses.growth.platform import Member
+    from prana.cli.options import comma_list
+    from prana.config import Federation
+
+    loaded = Federation.load(federation)
+
+    def event(kind: str, details: dict) -> None:
+        if kind == "done" and details.get("analysis") == "growth-share":
+            console.print(f"task {details['id']}: stored " + ", ".join(
+                f"{clinic} ({children:,} children)" for clinic, (_, children) in details["stored"].items()) +
+                (f"; refused {', '.join(details['refused'])}" if details.get("refused") else ""), highlight=False)
+        elif kind == "done":
+            console.print(f"task {details['id']}: answered ({details['children']:,} children, "
+                          f"{details['seconds']:.1f} s, {details['queries_left']} queries left)", highlight=False)
+        elif kind in ("failed", "refused"):
+            console.print(f"task {details['id']} {kind}: {details['reason']}", highlight=False, soft_wrap=True)
+        elif kind == "hub-unreachable":
+            console.print(f"hub unreachable: {details['error']}; retrying", highlight=False, soft_wrap=True)
+
+    member = Member(loaded, me, hub or loaded.hub_url(), store, askers=comma_list(askers),
+                    clinics=comma_list(clinics) if clinics else None, budget=budget, min_group_size=min_group_size,
+                    on_event=event)
+    console.print(f"{me} serving growth store {store} at {hub or loaded.hub_url()}", highlight=False)
+    member.serve(threading.Event(), max_tasks=tasks)
+
+
+def ask_through_hub(client, federation, me: str, *, committee: list[str], query: Path, out: Path, neighbours: int,
+                    min_group_size: int, timeout: float) -> None:
+    """`prana task submit growth`: the nurse's query through the hub, shown and written to `out`."""
+    from prana.analyses.growth.data import read_query
+    from prana.analyses.growth.local import write_outputs
+    from prana.analyses.growth.platform import ask
+
+    with Steps(console, bars=False) as steps:
+        bar = steps.add("growth query")
+
+        def update(task: dict) -> None:
+            parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(task["stations"].items()))
+            steps.update(bar, f"task {task['id'][:8]}: {parts}")
+
+        prediction, final = ask(client, federation, me, committee=committee, query=query, neighbours=neighbours,
+                                min_group_size=min_group_size, timeout=timeout, on_update=update)
+    show(prediction)
+    write_outputs(prediction, read_query(query), out)
+    console.print(f"wrote {out / 'prediction.csv'}, {out / 'statistics.json'} and {out / 'growth.png'} "
+                  f"(task {final['id']})", highlight=False)

@@ -44,11 +44,12 @@ CLAIMS = typer.Option(None, "--claims", help="compare: your claims (CSV), the sa
 
 @app.command("submit")
 def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare, kmeans, cox, logistic, "
-                                                         "kaplan-meier or learn."), hub: Optional[str] = HUB,
+                                                         "kaplan-meier, learn or growth."), hub: Optional[str] = HUB,
                 federation: Path = FEDERATION, me: str = AS_PARTY,
                 station: list[str] = typer.Option(..., "--station", help="A station that holds data, as NAME or "
                                                   "NAME=DATASET; repeat it for kmeans (2 or 3 stations), the "
-                                                  "federated models and learn (2 to 20)."),
+                                                  "federated models and learn (2 to 20); growth: the three "
+                                                  "committee members (NAME only), in rank order."),
                 dataset: Optional[str] = typer.Option(None, "--dataset", help="The dataset, for stations given "
                                                                               "without =DATASET."),
                 out: Optional[Path] = typer.Option(None, "--out", help="compare: the answers file (CSV); kmeans: "
@@ -56,7 +57,8 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                                                    "folder for coefficients.csv, summary.json and a forest plot; "
                                                    "kaplan-meier: survival.csv, summary.json, survival.png; "
                                                    "learn: model.json, coefficients.csv, history.csv, "
-                                                   "quality.png."),
+                                                   "quality.png; growth: prediction.csv, statistics.json, "
+                                                   "growth.png."),
                 id_column: Optional[str] = typer.Option(None, "--id-column", help="compare: the person column "
                                                         "(default person_id); kmeans: link rows on it (vertical)."),
                 claims: Optional[Path] = typer.Option(None, "--claims", help="compare: your claims (CSV)."),
@@ -69,7 +71,13 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
                 init: Optional[Path] = typer.Option(None, "--init", help="kmeans: initial centroids (CSV)."),
                 seed: Optional[int] = typer.Option(None, "--seed", help="kmeans: seed of the default init; learn: "
                                                    "the seed of the weights, shuffling, validation rows, route."),
-                min_group_size: int = typer.Option(10, "--min-group-size", min=1, help="kmeans: suppress smaller "
+                query: Optional[Path] = typer.Option(None, "--query", help="growth: the baby (CSV: sex,age_days,"
+                                                     "weight_kg,length_cm, one row per visit measured so far)."),
+                neighbours: int = typer.Option(50, "--neighbours", min=1, help="growth: K, the similar children "
+                                               "the prediction is made of."),
+                min_group_size: Optional[int] = typer.Option(None, "--min-group-size", min=1, help="Default 10 (growth: "
+                                                   "5; the committee applies its own and every clinic's if larger). "
+                                                   "kmeans: suppress smaller "
                                                    "clusters (the stations' own minimum applies if larger); "
                                                    "federated models: the disclosure rules' group size (no "
                                                    "smaller than any station's); learn: the fewest training and "
@@ -131,14 +139,19 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
     stations: dict[str, str] = {}
     for item in station:
         name, _, named = item.partition("=")
-        if not (named or dataset):
+        if not (named or dataset) and analysis != "growth":
             raise UsageError(f"--station {item!r} names no dataset: write NAME=DATASET or add --dataset")
         stations[name.strip()] = (named or dataset or "").strip()
     from prana.cli import task_federated
 
-    if analysis not in ("compare", "kmeans", "learn", *task_federated.ANALYSES):
-        raise UsageError(f"the command line submits compare, kmeans, cox, logistic, kaplan-meier or learn, not "
-                         f"{analysis!r}")
+    if analysis not in ("compare", "kmeans", "learn", "growth", *task_federated.ANALYSES):
+        raise UsageError(f"the command line submits compare, kmeans, cox, logistic, kaplan-meier, learn or growth, "
+                         f"not {analysis!r}")
+    if analysis == "growth" and (query is None or out is None or detach):
+        raise UsageError("growth needs --query and --out, and the asker online (no --detach): the query is an input "
+                         "of the committee's session")
+    if min_group_size is None:
+        min_group_size = 5 if analysis == "growth" else 10
     if analysis == "compare" and (claims is None or len(stations) != 1 or (out is None and not detach)):
         raise UsageError("compare needs one --station, --claims and --out (with --detach, --out can wait for "
                          "`prana task wait`)")
@@ -147,6 +160,12 @@ def task_submit(analysis: str = typer.Argument(..., help="The analysis: compare,
 
     again = _common(hub, federation, me)
     with Client(hub, federation=loaded, me=me) as client:
+        if analysis == "growth":
+            from prana.cli.growth import ask_through_hub
+
+            ask_through_hub(client, loaded, me, committee=list(stations), query=query, out=out,
+                            neighbours=neighbours, min_group_size=min_group_size, timeout=timeout)
+            return
         if analysis == "learn":
             from prana.analyses.learning import station as learning
             from prana.cli import task_learning

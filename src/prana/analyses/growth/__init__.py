@@ -13,6 +13,10 @@ Read it top-down:
     local.py       `prana growth local` / `prana.growth_local`: every party a process on this machine
     plot.py        growth.png
 
-Not built yet: `prana growth share` and `prana task submit growth` through a hub, the general
-`prana similar`, the demo scenario and `benchmarks/growth.py`.
+    tasks.py       what a growth task names (committee, store, K), checked without the engine
+    platform.py    through a hub: `prana growth share` (a clinic's station shares, analysis growth-share,
+                   `station.py` and `policy.py`), `prana growth serve` (a member), `prana task submit growth`
+                   (the nurse), and `HubGrowth` (all of it on one machine)
+
+Not built yet: the general `prana similar`, the demo scenario and `benchmarks/growth.py`.
 """

@@ -48,7 +48,6 @@ import functools
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,12 @@ import numpy as np
 
 from prana.analyses.auction.shares import ServerPart, agree_on_parts, share_bid, stack
 from prana.analyses.growth.program import COLUMNS, growth_program, unpack_result
+from prana.analyses.growth.tasks import ANALYSIS, Committee
 from prana.config import Federation
 from prana.engine import wire
 from prana.errors import InputValidationError, MalformedMessage, PolicyViolation, ProtocolError
 from prana.files import write_private
 
-ANALYSIS = "growth"
 VERSION = "1"
 DEFAULT_QUERY_BUDGET = 100
 MAX_CHILDREN = 1_000_000
@@ -151,31 +150,27 @@ class Store:
     def holdings(self, rank: int) -> dict[str, ServerPart]:
         return {clinic: self.load(clinic, rank) for clinic in self.clinics()}
 
-    def charge(self, asker: str, budget: int) -> int:
-        """Count one query of `asker`; PolicyViolation if its budget is spent. Returns the queries left."""
+    def check_budget(self, asker: str, budget: int) -> int:
+        """The queries `asker` has left; PolicyViolation if none (nothing is counted)."""
         path = self.folder / "ledger.json"
-        ledger = json.loads(path.read_text()) if path.is_file() else {}
-        used = int(ledger.get(asker, 0))
+        used = int((json.loads(path.read_text()) if path.is_file() else {}).get(asker, 0))
         if used >= budget:
             raise PolicyViolation(f"{asker} has used its budget of {budget} growth queries; the committee refuses "
                                   "more (repeated queries reveal more than one answer)")
+        return budget - used
+
+    def charge(self, asker: str, budget: int) -> int:
+        """Count one query of `asker`; PolicyViolation if its budget is spent. Returns the queries left."""
+        path = self.folder / "ledger.json"
+        self.check_budget(asker, budget)
+        ledger = json.loads(path.read_text()) if path.is_file() else {}
+        used = int(ledger.get(asker, 0))
         ledger[asker] = used + 1
         write_private(path, json.dumps(ledger, sort_keys=True))
         return budget - used - 1
 
 
 # -- the members' steps ---------------------------------------------------------------------------------------
-
-@dataclass
-class Committee:
-    """A member's view of the committee: the members in rank order, and the store's id (public)."""
-
-    members: tuple[str, ...]
-    store_id: str
-
-    def rank(self, me: str) -> int:
-        return self.members.index(me)
-
 
 def take_in(session: Any, committee: Committee, store: Store, fetched: dict[str, bytes]) -> dict[str, Any]:
     """Take in what clinics shared (`fetched`: clinic -> this member's opened part, the latest of each): parts
@@ -254,8 +249,9 @@ def ask(federation: Federation, asker: str, committee: Committee, session_id: st
     from prana.engine.session import Timeouts
 
     program = growth_program(committee.members, asker, children, neighbours, min_group_size)
-    with InputClient(federation, asker, list(committee.members), session_id,
-                     timeouts=timeouts or Timeouts()) as client:
+    certificate, key = federation.identity(asker)             # a party, or a user (a nurse's certificate)
+    with InputClient(federation, asker, list(committee.members), session_id, timeouts=timeouts or Timeouts(),
+                     certificate=str(certificate), private_key=str(key)) as client:
         revealed = client.run(program, {"query": query_vector(query)})
     return unpack_result(revealed["result"])
 

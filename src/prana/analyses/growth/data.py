@@ -111,8 +111,17 @@ def _at_visits(groups: np.ndarray, count: int, age: np.ndarray, z: np.ndarray) -
 
 def read_history(path: Path | str) -> History:
     """A clinic's history file, checked, as children at the visits."""
-    source = str(path)
-    frame = read_table(path, HISTORY_COLUMNS, text=["child_id", "sex"])
+    return history_of(read_table(path, HISTORY_COLUMNS, text=["child_id", "sex"]), str(path))
+
+
+def history_of(frame: pd.DataFrame, source: str) -> History:
+    """A clinic's history table (a station's dataset, or a file's rows), checked, as children at the visits;
+    `source` names it in an error."""
+    missing = [column for column in HISTORY_COLUMNS if column not in frame.columns]
+    if missing:
+        raise InputValidationError(f"{source} has no column {missing[0]!r} (a growth history has the columns "
+                                   f"{','.join(HISTORY_COLUMNS)})")
+    frame = frame.astype({"child_id": str, "sex": str})
     ids = pd.Series(id_column(frame, "child_id", source, unique=False))
     child, unique = pd.factorize(ids)
     code, age, z = _z_scores(frame, source)

@@ -1,0 +1,12 @@
+"""A clinic's station in growth prediction: analysis "growth-share" shares its history dataset into the
+committee (`platform.share_at_station`; the steps and who learns what are in `platform` and `committee`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prana.analyses.growth.platform import share_at_station
+
+
+def run_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
+    return share_at_station(context, task)
