@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/federated.py
 	$(BIN)/python benchmarks/travelling.py
 	$(BIN)/python benchmarks/auction.py
+	$(BIN)/python benchmarks/growth.py --batch 10
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

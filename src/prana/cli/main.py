@@ -98,18 +98,21 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
 def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (the Trust Tester), kmeans "
                                                                  "(secure clustering), hospitals (federated "
                                                                  "Cox and Kaplan-Meier), travel (the "
-                                                                 "travelling model) or auction (the "
-                                                                 "sealed-bid double auction)."),
+                                                                 "travelling model), auction (the "
+                                                                 "sealed-bid double auction) or growth (a "
+                                                                 "baby's curve from similar children)."),
          persons: int = typer.Option(5000, help="compare: persons in the generated income table."),
          claims: int = typer.Option(12, help="compare: claims the bank asks about (plus one unknown person)."),
          anonymity: int = typer.Option(1000, "--anonymity", "-k", min=1, help="compare: anonymity set size k."),
          families: int = typer.Option(10_000, help="kmeans: families known to all three parties (about)."),
+         children: int = typer.Option(30_000, help="growth: children in the three clinics' history (about)."),
          workdir: Optional[Path] = typer.Option(None, help="Keep the generated files here.")) -> None:
     """Run the concepts through a hub and stations (separate processes, mutual TLS) on generated data."""
     import tempfile
 
-    if scenario not in ("all", "compare", "kmeans", "hospitals", "travel", "auction"):
-        raise ConfigError(f"--scenario is all, compare, kmeans, hospitals, travel or auction, not {scenario!r}")
+    if scenario not in ("all", "compare", "kmeans", "hospitals", "travel", "auction", "growth"):
+        raise ConfigError(f"--scenario is all, compare, kmeans, hospitals, travel, auction or growth, not "
+                          f"{scenario!r}")
     root = workdir or Path(tempfile.mkdtemp(prefix="prana-demo-"))
     if scenario in ("all", "compare"):
         from prana.cli.demo import run_demo
@@ -131,6 +134,10 @@ def demo(scenario: str = typer.Option("all", "--scenario", help="all, compare (t
         from prana.cli.demo_auction import run_auction_demo
 
         run_auction_demo(root / "auction")
+    if scenario in ("all", "growth"):
+        from prana.cli.demo_growth import run_growth_demo
+
+        run_growth_demo(root / "growth", children)
     console.print(f"files in {root}")
 
 
