@@ -18,5 +18,6 @@ Read it top-down:
                    `station.py` and `policy.py`), `prana growth serve` (a member), `prana task submit growth`
                    (the nurse), and `HubGrowth` (all of it on one machine)
 
-Not built yet: the general `prana similar`, the demo scenario and `benchmarks/growth.py`.
+Not built yet: the general `prana similar`. The demo is `prana.cli.demo_growth`; the benchmark
+`benchmarks/growth.py`.
 """
