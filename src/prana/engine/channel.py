@@ -31,6 +31,7 @@ A port that cannot be bound (in use, not an address of this machine) is one Conf
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import socket
 import ssl
@@ -266,6 +267,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports on `host` that are free now: every probe stays bound until all are chosen, so
+    the OS cannot hand one port out twice (calling `free_port` in a loop can)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            probe = stack.enter_context(socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET))
+            probe.bind((host, 0))
+            ports.append(int(probe.getsockname()[1]))
+        return ports
 
 
 def free_endpoint(host: str) -> str:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from prana.engine.channel import free_port
+from prana.engine.channel import free_ports
 from prana.files import write_private
 from prana.errors import PeerTimeout, PranaError
 
@@ -65,7 +65,7 @@ def local_federation(directory: Path | str, parties: list[str], *, name: str = "
     """A fresh federation (CA, keys, certificates) for `parties` on 127.0.0.1 with free ports."""
     from prana.pki import create_federation
 
-    addresses = {party: f"127.0.0.1:{free_port()}" for party in parties}
+    addresses = {party: f"127.0.0.1:{port}" for party, port in zip(parties, free_ports(len(parties)))}
     return create_federation(Path(directory), name, addresses)
 
 
