@@ -7,10 +7,8 @@ import threading
 from typing import Any
 
 
-def dying_member(**kwargs: Any) -> dict[str, Any]:
-    """A member whose process dies (as a crash would) half a second into the query's MPC run."""
+def _dies_mid_run(worker, kwargs: dict[str, Any]) -> dict[str, Any]:
     import prana.engine.session as session
-    from prana.analyses.growth.local import answer_worker
 
     honest = session.CommitteeSession.run
 
@@ -19,4 +17,18 @@ def dying_member(**kwargs: Any) -> dict[str, Any]:
         return honest(self, program, inputs, held)
 
     session.CommitteeSession.run = run
-    return answer_worker(**kwargs)
+    return worker(**kwargs)
+
+
+def dying_member(**kwargs: Any) -> dict[str, Any]:
+    """A member whose process dies (as a crash would) half a second into the query's MPC run."""
+    from prana.analyses.growth.local import answer_worker
+
+    return _dies_mid_run(answer_worker, kwargs)
+
+
+def dying_similar_member(**kwargs: Any) -> dict[str, Any]:
+    """The same death in a similar-cases query."""
+    from prana.analyses.similar.local import answer_worker
+
+    return _dies_mid_run(answer_worker, kwargs)

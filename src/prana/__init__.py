@@ -28,7 +28,7 @@ _ESTIMATORS = {"FederatedCoxPH": "prana.analyses.cox.model",
 
 
 def __getattr__(name: str):
-    """`prana.Client`, `prana.cluster_local`, `prana.auction_local`, `prana.growth_local` and the federated estimators without importing their stacks when
+    """`prana.Client`, `prana.cluster_local`, `prana.auction_local`, `prana.growth_local`, `prana.similar_local` and the federated estimators without importing their stacks when
     they are not used."""
     if name == "Client":
         from prana.hub.client import Client
@@ -42,6 +42,10 @@ def __getattr__(name: str):
         from prana.analyses.growth.local import growth_local
 
         return growth_local
+    if name == "similar_local":
+        from prana.analyses.similar.local import similar_local
+
+        return similar_local
     if name == "auction_local":
         from prana.analyses.auction.local import auction_local
 
@@ -53,7 +57,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'prana' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "Client", "cluster_local", "auction_local", "growth_local", "FederatedCoxPH", "FederatedLogisticRegression",
+__all__ = ["__version__", "Client", "cluster_local", "auction_local", "growth_local", "similar_local", "FederatedCoxPH", "FederatedLogisticRegression",
            "FederatedKaplanMeier", "TravellingModel", "FederatedAveraging", "JaxModel",
            "PranaError", "ConfigError", "InputValidationError", "PolicyViolation",
            "ProtocolError", "MalformedMessage", "PeerAborted", "PeerTimeout", "ConvergenceError", "NotFittedError"]

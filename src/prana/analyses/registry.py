@@ -34,6 +34,7 @@ ANALYSES: dict[str, str] = {
     "kaplan-meier": "prana.analyses.kaplan_meier.station",
     "learn": "prana.analyses.learning.station",
     "growth-share": "prana.analyses.growth.station",
+    "similar-share": "prana.analyses.similar.station",
 }
 POLICIES: dict[str, str] = {
     "compare": "prana.analyses.compare.policy",
@@ -43,6 +44,7 @@ POLICIES: dict[str, str] = {
     "kaplan-meier": "prana.analyses.kaplan_meier.policy",
     "learn": "prana.analyses.learning.policy",
     "growth-share": "prana.analyses.growth.policy",
+    "similar-share": "prana.analyses.similar.policy",
 }
 
 

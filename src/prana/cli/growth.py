@@ -150,24 +150,29 @@ def serve(me: str = typer.Option(..., "--as", help="This member's party name in 
 
     loaded = Federation.load(federation)
 
+    member = Member(loaded, me, hub or loaded.hub_url(), store, askers=comma_list(askers),
+                    clinics=comma_list(clinics) if clinics else None, budget=budget, min_group_size=min_group_size,
+                    on_event=member_events("growth-share", "children"))
+    console.print(f"{me} serving growth store {store} at {hub or loaded.hub_url()}", highlight=False)
+    member.serve(threading.Event(), max_tasks=tasks)
+
+
+def member_events(share: str, noun: str):
+    """What a serving member prints of each task's end (`Member`'s on_event)."""
     def event(kind: str, details: dict) -> None:
-        if kind == "done" and details.get("analysis") == "growth-share":
+        if kind == "done" and details.get("analysis") == share:
             console.print(f"task {details['id']}: stored " + ", ".join(
-                f"{clinic} ({children:,} children)" for clinic, (_, children) in details["stored"].items()) +
+                f"{name} ({rows:,} {noun})" for name, (_, rows) in details["stored"].items()) +
                 (f"; refused {', '.join(details['refused'])}" if details.get("refused") else ""), highlight=False)
         elif kind == "done":
-            console.print(f"task {details['id']}: answered ({details['children']:,} children, "
+            console.print(f"task {details['id']}: answered ({details['children']:,} {noun}, "
                           f"{details['seconds']:.1f} s, {details['queries_left']} queries left)", highlight=False)
         elif kind in ("failed", "refused"):
             console.print(f"task {details['id']} {kind}: {details['reason']}", highlight=False, soft_wrap=True)
         elif kind == "hub-unreachable":
             console.print(f"hub unreachable: {details['error']}; retrying", highlight=False, soft_wrap=True)
 
-    member = Member(loaded, me, hub or loaded.hub_url(), store, askers=comma_list(askers),
-                    clinics=comma_list(clinics) if clinics else None, budget=budget, min_group_size=min_group_size,
-                    on_event=event)
-    console.print(f"{me} serving growth store {store} at {hub or loaded.hub_url()}", highlight=False)
-    member.serve(threading.Event(), max_tasks=tasks)
+    return event
 
 
 def ask_through_hub(client, federation, me: str, *, committee: list[str], query: Path, out: Path, neighbours: int,

@@ -25,6 +25,7 @@ from typer.exceptions import Abort
 from prana import __version__
 from prana.cli import auction as auction_cli
 from prana.cli import growth as growth_cli
+from prana.cli import similar as similar_cli
 from prana.cli import cluster as cluster_cli
 from prana.cli import federation as federation_cli
 from prana.cli import compare as compare_cli
@@ -80,6 +81,7 @@ app.add_typer(task_cli.app, name="task")
 app.add_typer(learn_cli.app, name="learn")
 app.add_typer(auction_cli.app, name="auction")
 app.add_typer(growth_cli.app, name="growth")
+app.add_typer(similar_cli.app, name="similar")
 
 
 def _version(value: bool) -> None:

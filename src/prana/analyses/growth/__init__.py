@@ -18,6 +18,7 @@ Read it top-down:
                    `station.py` and `policy.py`), `prana growth serve` (a member), `prana task submit growth`
                    (the nurse), and `HubGrowth` (all of it on one machine)
 
-Not built yet: the general `prana similar`. The demo is `prana.cli.demo_growth`; the benchmark
+The general form, for any numeric features and 0/1 outcomes, is `prana.analyses.similar`, whose top-K
+selection (`similar.program.select_nearest`) growth uses. The demo is `prana.cli.demo_growth`; the benchmark
 `benchmarks/growth.py`.
 """

@@ -73,11 +73,11 @@ def part_name(sequence: int) -> str:
 # -- the clinic ---------------------------------------------------------------------------------------------
 
 def share_rows(federation: Federation, clinic: str, members: tuple[str, ...], store_id: str, rows: np.ndarray,
-               board: Any, sequence: int) -> int:
+               board: Any, sequence: int, columns: int = COLUMNS) -> int:
     """Share a clinic's rows into the committee: each member's part sealed to it and posted; returns the
-    bytes posted."""
-    if rows.ndim != 2 or rows.shape[1] != COLUMNS or not 1 <= rows.shape[0] <= MAX_CHILDREN:
-        raise InputValidationError(f"a clinic shares 1 to {MAX_CHILDREN:,} children of {COLUMNS} values each")
+    bytes posted. `columns`: the width of a row (growth's, or a similar-cases layout's)."""
+    if rows.ndim != 2 or rows.shape[1] != columns or not 1 <= rows.shape[0] <= MAX_CHILDREN:
+        raise InputValidationError(f"a party shares 1 to {MAX_CHILDREN:,} rows of {columns} values each")
     from prana.analyses.sealed import seal_to
 
     posted = 0
@@ -88,14 +88,15 @@ def share_rows(federation: Federation, clinic: str, members: tuple[str, ...], st
     return posted
 
 
-def decode_part(data: bytes, *, store_id: str, clinic: str, rank: int) -> ServerPart:
+def decode_part(data: bytes, *, store_id: str, clinic: str, rank: int, columns: int = COLUMNS) -> ServerPart:
     """One member's part of a clinic's history, checked: made for this store, clinic and member, with
-    1..MAX_CHILDREN rows of COLUMNS values."""
+    1..MAX_CHILDREN rows of `columns` values."""
     header = wire.decode(data, peer=clinic).header
     shape = header.get("shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(size, int) for size in shape)
-            and 1 <= shape[0] <= MAX_CHILDREN and shape[1] == COLUMNS):
-        raise MalformedMessage(f"the history shared by {clinic} does not have the layout of growth rows", peer=clinic)
+            and 1 <= shape[0] <= MAX_CHILDREN and shape[1] == columns):
+        raise MalformedMessage(f"the rows shared by {clinic} do not have the store's layout ({columns} values per "
+                               "row)", peer=clinic)
     return ServerPart.decode(data, auction=store_id, bidder=clinic, server=rank, shape=tuple(shape))
 
 
@@ -108,8 +109,13 @@ class Store:
         folder/ledger.json      {"asker": queries started}
     """
 
-    def __init__(self, folder: Path | str, federation: Federation, me: str, store_id: str) -> None:
+    KIND = "growth"            # binds the key and every file to the analysis (similar-cases: "similar")
+    COLUMNS = COLUMNS
+
+    def __init__(self, folder: Path | str, federation: Federation, me: str, store_id: str,
+                 columns: int | None = None) -> None:
         self.folder, self.federation, self.me, self.store_id = Path(folder), federation, me, store_id
+        self.columns = self.COLUMNS if columns is None else columns
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @functools.cached_property
@@ -118,10 +124,10 @@ class Store:
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
         secret = self.federation.identity(self.me)[1].read_bytes()
-        return HKDF(hashes.SHA256(), 32, salt=None, info=b"prana growth store|" + self.me.encode()).derive(secret)
+        return HKDF(hashes.SHA256(), 32, salt=None, info=f"prana {self.KIND} store|".encode() + self.me.encode()).derive(secret)
 
     def _bound(self, clinic: str) -> bytes:
-        return f"prana-growth|{self.store_id}|{self.me}|{clinic}".encode()
+        return f"prana-{self.KIND}|{self.store_id}|{self.me}|{clinic}".encode()
 
     def save(self, part: ServerPart) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -145,7 +151,7 @@ class Store:
         except (InvalidTag, ValueError):
             raise MalformedMessage(f"{self.me}'s stored shares of {clinic} do not open with its key (damaged, or "
                                    "written for another member or store)") from None
-        return decode_part(plain, store_id=self.store_id, clinic=clinic, rank=rank)
+        return decode_part(plain, store_id=self.store_id, clinic=clinic, rank=rank, columns=self.columns)
 
     def holdings(self, rank: int) -> dict[str, ServerPart]:
         return {clinic: self.load(clinic, rank) for clinic in self.clinics()}
@@ -155,7 +161,7 @@ class Store:
         path = self.folder / "ledger.json"
         used = int((json.loads(path.read_text()) if path.is_file() else {}).get(asker, 0))
         if used >= budget:
-            raise PolicyViolation(f"{asker} has used its budget of {budget} growth queries; the committee refuses "
+            raise PolicyViolation(f"{asker} has used its budget of {budget} {self.KIND} queries; the committee refuses "
                                   "more (repeated queries reveal more than one answer)")
         return budget - used
 
@@ -180,7 +186,7 @@ def take_in(session: Any, committee: Committee, store: Store, fetched: dict[str,
     parts, refused = {}, []
     for clinic, data in fetched.items():
         try:
-            part = decode_part(data, store_id=committee.store_id, clinic=clinic, rank=rank)
+            part = decode_part(data, store_id=committee.store_id, clinic=clinic, rank=rank, columns=store.columns)
         except MalformedMessage:
             refused.append(clinic)
             continue
@@ -215,19 +221,22 @@ def check_query(children: int, neighbours: int, min_group_size: int) -> None:
 
 
 def answer(session: Any, committee: Committee, store: Store, holdings: dict[str, ServerPart], asker: str,
-           neighbours: int, min_group_size: int, budget: int) -> dict[str, Any]:
+           neighbours: int, min_group_size: int, budget: int, program: Any = None,
+           check: Any = None) -> dict[str, Any]:
     """A member's part of one query, in an open session of the three members: check, charge, run.
-    `holdings`: the store's parts (`Store.holdings`), read once for the purpose and the run."""
+    `holdings`: the store's parts (`Store.holdings`), read once for the purpose and the run. `program`
+    (rows -> SecureProgram) and `check` (rows, K, minimum) stand in for growth's, for similar cases."""
     order = sorted(holdings)
     children = sum(holdings[clinic].shape[0] for clinic in order)
-    check_query(children, neighbours, min_group_size)
+    (check or check_query)(children, neighbours, min_group_size)
     left = store.charge(asker, budget)
     for peer, reply in session.exchange("growth:budget", {"left": left}).items():
         if reply.get("left") != left:
             raise ProtocolError(f"{peer} counts another number of {asker}'s queries than {store.me}", peer=peer,
                                 step="growth:budget")
     pairs = np.concatenate([holdings[clinic].components() for clinic in order])
-    program = growth_program(committee.members, asker, children, neighbours, min_group_size)
+    program = (program(children) if program is not None else
+               growth_program(committee.members, asker, children, neighbours, min_group_size))
     started = time.perf_counter()
     program.compile()                       # from the compile cache after the first query of its shape
     compiled = time.perf_counter()

@@ -128,6 +128,8 @@ class LocalGrowth:
     failing members); `workdir` keeps the federation, the board and the stores (default: a temporary
     folder, removed on close)."""
 
+    KIND, ASKER = "growth", ASKER
+
     def __init__(self, clinics: list[str], *, workdir: Path | str | None = None,
                  budget: int = DEFAULT_QUERY_BUDGET, timeout: float = 1800.0, workers: dict[str, str] | None = None,
                  extra_path: list[str] | None = None,
@@ -145,13 +147,13 @@ class LocalGrowth:
 
     def __enter__(self) -> "LocalGrowth":
         root = Path(self._workdir) if self._workdir is not None else \
-            Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="prana-growth-")))
+            Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix=f"prana-{self.KIND}-")))
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.say("federation", {"clinics": len(self.clinic_names)})
-        self.federation = local_federation(root / "federation", [*MEMBERS, *self.clinic_names, ASKER],
-                                           name="growth-local")
-        self.store_id = f"growth-{new_session_id()[:12]}"
+        self.federation = local_federation(root / "federation", [*MEMBERS, *self.clinic_names, self.ASKER],
+                                           name=f"{self.KIND}-local")
+        self.store_id = f"{self.KIND}-{new_session_id()[:12]}"
         self.board = root / "board"
         self.board.mkdir(mode=0o700, exist_ok=True)
         self.processes = self._stack.enter_context(LocalCommittee(workdir=root / "processes",

@@ -26,7 +26,7 @@ import numpy as np
 
 from prana.analyses.growth.data import OUTCOMES, History, Query
 from prana.analyses.growth.reference import SEXES, VISITS, table
-from prana.errors import InputValidationError, PrivacyThresholdViolation
+from prana.errors import InputValidationError
 
 DEFAULT_NEIGHBOURS = 50
 DEFAULT_MIN_GROUP_SIZE = 5
@@ -58,13 +58,9 @@ class Pooled:
 
 
 def check_neighbours(neighbours: int, min_group_size: int) -> None:
-    if neighbours < 1:
-        raise InputValidationError(f"--neighbours must be at least 1, not {neighbours}")
-    if min_group_size < 1:
-        raise InputValidationError(f"--min-group-size must be at least 1, not {min_group_size}")
-    if neighbours < min_group_size:
-        raise PrivacyThresholdViolation(f"--neighbours {neighbours} is below the minimum group size "
-                                        f"{min_group_size}: every figure would describe too few children")
+    from prana.analyses.similar.method import check_neighbours as check
+
+    check(neighbours, min_group_size, noun="children")
 
 
 def neighbours_of(pooled: Pooled, query: Query, neighbours: int) -> np.ndarray:

@@ -177,16 +177,39 @@ def answer_worker(federation: str, me: str, task: dict[str, Any], store: str, mi
                       min_group_size, budget)
 
 
+class Kind:
+    """What a member serves: growth prediction here, similar cases in `similar.platform.SIMILAR`. The names of
+    its two analyses, the processes that take a sharing in and answer a query, its store and its check of a
+    query's figures."""
+
+    name, share, query, noun = "growth", SHARE, ANALYSIS, "children"
+    take_in = "prana.analyses.growth.platform:take_in_worker"
+    answer = "prana.analyses.growth.platform:answer_worker"
+
+    def open_store(self, folder: Path | str, federation: Federation, me: str, task: dict[str, Any],
+                   committee: Committee) -> Store:
+        return Store(folder, federation, me, committee.store_id)
+
+    def check_query(self, rows: int, task: dict[str, Any], minimum: int) -> None:
+        from prana.analyses.growth.committee import check_query
+
+        check_query(rows, int(task["parameters"]["neighbours"]), minimum)
+
+
+GROWTH = Kind()
+
+
 class Member:
     """One committee member's service: its store, the askers and clinics it serves, its budget and minimum
-    group size (`prana growth serve`'s options)."""
+    group size (`prana growth serve`'s options); `kind` is what it serves (growth, or similar cases)."""
 
     def __init__(self, federation: Federation, me: str, hub: str, store: Path | str, *, askers: list[str],
                  clinics: list[str] | None = None, budget: int = DEFAULT_QUERY_BUDGET, min_group_size: int = 1,
                  connect: float = 120.0, step: float = 1800.0,
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None, kind: Kind = GROWTH) -> None:
         if budget < 1 or min_group_size < 1:
             raise ConfigError("a member's query budget and minimum group size are at least 1")
+        self.kind = kind
         self.federation, self.me, self.hub, self.store = federation, me, hub, Path(store)
         self.askers, self.clinics = list(askers), None if clinics is None else list(clinics)
         self.budget, self.min_group_size, self.connect, self.step = budget, min_group_size, connect, step
@@ -219,15 +242,15 @@ class Member:
             committee, parameters = check_parameters(task)
             if self.me not in committee.members:
                 raise MalformedMessage(f"task {task_id} does not name {self.me} in its committee")
-            if task["analysis"] == ANALYSIS and task["requester"] not in self.askers:
-                raise PolicyViolation(f"{self.me} answers growth queries of {', '.join(self.askers) or 'nobody'} "
-                                      f"only, not of {task['requester']}")
+            if task["analysis"] == self.kind.query and task["requester"] not in self.askers:
+                raise PolicyViolation(f"{self.me} answers {self.kind.name} queries of "
+                                      f"{', '.join(self.askers) or 'nobody'} only, not of {task['requester']}")
         except (PranaError, ValueError, KeyError, TypeError) as exc:
             client.report(task_id, "refused", reason=f"{self.me} refused the task: {exc}")
             self.say("refused", {"id": task_id, "reason": str(exc)})
             return
         try:
-            if task["analysis"] == SHARE:
+            if task["analysis"] == self.kind.share:
                 outcome = self._take_in(client, task, committee)
             else:
                 outcome = self._answer(client, task, committee, parameters)
@@ -246,8 +269,9 @@ class Member:
         from prana.signed import open_task
 
         task_id, body = open_task(self.federation, offered.get("envelope"))
-        if offered.get("id") != task_id or body.analysis not in (SHARE, ANALYSIS) or self.me not in body.stations:
-            raise MalformedMessage(f"task {offered.get('id')} is not a growth task addressed to {self.me}")
+        if (offered.get("id") != task_id or body.analysis not in (self.kind.share, self.kind.query)
+                or self.me not in body.stations):
+            raise MalformedMessage(f"task {offered.get('id')} is not a {self.kind.name} task addressed to {self.me}")
         return {"id": task_id, "analysis": body.analysis, "requester": body.requester,
                 "parameters": dict(body.parameters), "stations": dict(body.stations),
                 "recipients": list(body.recipients), "deadline": body.expires}
@@ -258,7 +282,7 @@ class Member:
         clinics = sorted(name for name in task["stations"] if name not in committee.members)
         refused = [name for name in clinics if self.clinics is not None and name not in self.clinics]
         if refused:
-            raise PolicyViolation(f"{self.me} takes in the histories of {', '.join(self.clinics or [])} only, "
+            raise PolicyViolation(f"{self.me} takes in the data of {', '.join(self.clinics or [])} only, "
                                   f"not of {refused[0]}")
         client.report(task["id"], "approved", progress={"step": "waiting for the clinics' shares"})
         self.say("sharing", {"id": task["id"], "clinics": clinics})
@@ -272,30 +296,29 @@ class Member:
             time.sleep(0.5)
         shared = [name for name, state in states.items() if state == "done"]
         if not shared:
-            raise InputValidationError("no clinic of the task shared its history: " + "; ".join(
+            raise InputValidationError("no station of the task shared its data: " + "; ".join(
                 f"{name}: {stations[name].get('reason') or states[name]}" for name in clinics))
         client.report(task["id"], "running", progress={"step": "taking in the shares"})
-        return run_isolated("prana.analyses.growth.platform:take_in_worker",
+        return run_isolated(self.kind.take_in,
                             {"federation": str(self.federation.file), "me": self.me, "hub": self.hub, "task": task,
                              "store": str(self.store), "clinics": shared, "connect": self.connect,
                              "step": self.step}, party=self.me, timeout=self.connect + 2 * self.step)
 
     def _answer(self, client: Any, task: dict[str, Any], committee: Committee,
                 parameters: dict[str, Any]) -> dict[str, Any]:
-        from prana.analyses.growth.committee import check_query
         from prana.engine.local import run_isolated
 
-        kept = Store(self.store, self.federation, self.me, committee.store_id)
+        kept = self.kind.open_store(self.store, self.federation, self.me, task, committee)
         held = kept.holdings(committee.rank(self.me))
         children = sum(part.shape[0] for part in held.values())
         minimum = max([int(parameters["min_group_size"]), self.min_group_size,
                        *clinic_minima(kept, sorted(held)).values()])
-        check_query(children, int(parameters["neighbours"]), minimum)
+        self.kind.check_query(children, task, minimum)
         kept.check_budget(task["requester"], self.budget)
         client.report(task["id"], "running", progress={"step": "waiting for the asker", "children": children,
                                                        "min_group_size": minimum})
         self.say("query", {"id": task["id"], "asker": task["requester"], "children": children})
-        outcome = run_isolated("prana.analyses.growth.platform:answer_worker",
+        outcome = run_isolated(self.kind.answer,
                                {"federation": str(self.federation.file), "me": self.me, "task": task,
                                 "store": str(self.store), "min_group_size": minimum, "budget": self.budget,
                                 "connect": self.connect, "step": self.step},
@@ -307,9 +330,11 @@ class Member:
 # -- the coordinator and the nurse ----------------------------------------------------------------------------
 
 def share(client: Any, *, stations: dict[str, str], committee: list[str], store: str = STORE,
-          timeout: float = 1800.0, on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+          timeout: float = 1800.0, on_update: Callable[[dict[str, Any]], None] | None = None,
+          analysis: str = SHARE, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """One share task per clinic (`stations`: clinic -> dataset), each followed to its end. Returns
-    {clinic: what the members report they stored}."""
+    {clinic: what the members report they stored}. `analysis` and `parameters` (added to the task's) for a
+    sharing of similar cases."""
     if len(committee) != 3 or len(set(committee)) != 3:
         raise InputValidationError("--committee names the three members, comma-separated")
     if not stations:
@@ -319,12 +344,13 @@ def share(client: Any, *, stations: dict[str, str], committee: list[str], store:
             raise InputValidationError(f"{clinic} sits on the committee; a member cannot share into it")
     stored = {}
     for clinic, dataset in stations.items():
-        task = client.submit(SHARE, stations={clinic: dataset, **{member: STORE for member in committee}},
-                             recipients=[client.me], parameters={"members": list(committee), "store": store}, timeout=timeout)
+        task = client.submit(analysis, stations={clinic: dataset, **{member: STORE for member in committee}},
+                             recipients=[client.me], parameters={"members": list(committee), "store": store,
+                                                                 **(parameters or {})}, timeout=timeout)
         final = client.wait(task["id"], timeout=timeout, on_update=on_update)
         reports = [final["stations"][member].get("progress", {}).get("stored") for member in committee]
         if any(report != reports[0] for report in reports) or clinic not in (reports[0] or {}):
-            raise PranaError(f"the committee did not store {clinic}'s history (task {task['id']})")
+            raise PranaError(f"the committee did not store {clinic}'s data (task {task['id']})")
         stored[clinic] = {"task": task["id"], "sequence": reports[0][clinic][0], "children": reports[0][clinic][1]}
     return stored
 
@@ -347,30 +373,8 @@ def ask(client: Any, federation: Federation, me: str, *, committee: list[str], q
                          parameters={"members": list(committee), "store": store, "neighbours": neighbours,
                                      "min_group_size": min_group_size}, timeout=timeout)
 
-    def members_ready(state: dict[str, Any]) -> bool:
-        parts = [state["stations"][member] for member in committee]
-        return all(part.get("state") == "running" and "children" in (part.get("progress") or {}) for part in parts)
-
-    deadline = time.monotonic() + timeout
-    while True:
-        state = client.status(task["id"])
-        if on_update is not None:
-            on_update(state)
-        if state["state"] in ("failed", "refused", "done"):
-            from prana.hub.client import raise_for_state
-
-            raise_for_state(state)
-            raise ProtocolError(f"growth query {task['id']} ended before the nurse joined it")
-        if members_ready(state):
-            break
-        if time.monotonic() > deadline:
-            raise ProtocolError(f"the committee did not start growth query {task['id']} within {timeout:g} s")
-        time.sleep(0.3)
-    figures = {(state["stations"][member]["progress"]["children"], state["stations"][member]["progress"]
-                ["min_group_size"]) for member in committee}
-    if len(figures) != 1:
-        raise ProtocolError(f"the committee's members report different histories for growth query {task['id']}")
-    children, minimum = figures.pop()
+    children, minimum = members_running(client, task, committee, timeout=timeout, on_update=on_update,
+                                        what="growth query")
     try:
         result = share_query(federation, me, Committee(tuple(committee), store), task["id"], parsed,
                              children=children, neighbours=neighbours, min_group_size=minimum,
@@ -386,6 +390,36 @@ def ask(client: Any, federation: Federation, me: str, *, committee: list[str], q
         [f"the committee applied a minimum group size of {minimum} (its own, or a clinic's policy)"]
     return from_secure(result, parsed, neighbours, minimum, notes), final
 
+
+
+def members_running(client: Any, task: dict[str, Any], committee: list[str], *, timeout: float,
+                    on_update: Callable[[dict[str, Any]], None] | None, what: str) -> tuple[int, int]:
+    """Wait until the three members run `task` with the same figures; returns (rows held, minimum group
+    size in force). A task that ends first raises its reason."""
+    def members_ready(state: dict[str, Any]) -> bool:
+        parts = [state["stations"][member] for member in committee]
+        return all(part.get("state") == "running" and "children" in (part.get("progress") or {}) for part in parts)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = client.status(task["id"])
+        if on_update is not None:
+            on_update(state)
+        if state["state"] in ("failed", "refused", "done"):
+            from prana.hub.client import raise_for_state
+
+            raise_for_state(state)
+            raise ProtocolError(f"{what} {task['id']} ended before the asker joined it")
+        if members_ready(state):
+            break
+        if time.monotonic() > deadline:
+            raise ProtocolError(f"the committee did not start {what} {task['id']} within {timeout:g} s")
+        time.sleep(0.3)
+    figures = {(state["stations"][member]["progress"]["children"], state["stations"][member]["progress"]
+                ["min_group_size"]) for member in committee}
+    if len(figures) != 1:
+        raise ProtocolError(f"the committee's members report different data for {what} {task['id']}")
+    return figures.pop()
 
 
 # -- the whole platform on this machine (the demo, the tests) ---------------------------------------------------

@@ -14,7 +14,8 @@ Steps, with N history children and K neighbours (public):
     threshold    key_i = D_i if c_i else 2^32; bisection (33 rounds of N comparisons) finds the smallest t
                  with #{key <= t} >= K
     ties         among key_i = t, the first ones in stored order: a prefix sum of [key_i = t] (local
-                 additions, `prefix_sum`)
+                 additions, `prefix_sum`); these two steps are `similar.program.select_nearest`, the
+                 engine of every similar-cases analysis
     compaction   slot_i = s_i * (#selected up to i) in 1..K for the K selected, 0 otherwise; its bits give a
                  one-hot N x K matrix by a product tree (no comparison), and one matrix product gathers the
                  K neighbours' rows
@@ -35,6 +36,7 @@ import math
 import numpy as np
 
 from prana.analyses.growth.reference import VISITS
+from prana.analyses.similar.program import prefix_sum, select_nearest
 from prana.engine.program import SecureInput, SecureOutput, SecureProgram, recipe
 
 SCALE = 1000                   # z-scores as integers
@@ -44,17 +46,6 @@ QUANTILE_TENTHS = (1, 5, 9)    # P10, P50, P90 as tenths, for ceil(q n) in integ
 FIELD_BITS = 16                # the gather packs four 16-bit fields into each int64 (`pack_fields`)
 OFFSET = 2 ** 13               # z + OFFSET is positive and below 2^14 for |z| <= 6,000
 GATHER_CHUNK = 7
-
-
-def prefix_sum(values):
-    """Inclusive running sums down the first axis by shifted additions (local in the MPC)."""
-    import jax.numpy as jnp
-
-    shift = 1
-    while shift < values.shape[0]:
-        values = values + jnp.concatenate([jnp.zeros((shift,) + values.shape[1:], values.dtype), values[:-shift]])
-        shift *= 2
-    return values
 
 
 def _one_hot_slots(slot, neighbours: int):
@@ -148,16 +139,7 @@ def similar_growth(sex, z, present, outcomes, query_sex, query_z, query_visits, 
     key = jnp.where(candidate, distance, FAR)
     enough = candidate.astype(jnp.int64).sum() >= neighbours
 
-    low, high = jnp.full((1,), -1, jnp.int64), jnp.full((1,), FAR, jnp.int64)   # count(key <= high) >= K
-    for _ in range(int(FAR).bit_length()):
-        middle = low + jnp.right_shift(high - low, 1)
-        reached = (key <= middle).astype(jnp.int64).sum() >= neighbours
-        high, low = jnp.where(reached, middle, high), jnp.where(reached, low, middle)
-    threshold = high[0]
-    below = key < threshold
-    tied = (key == threshold).astype(jnp.int64)
-    wanted = neighbours - below.astype(jnp.int64).sum()
-    chosen = below.astype(jnp.int64) + tied * (prefix_sum(tied) <= wanted).astype(jnp.int64)
+    chosen = select_nearest(key, neighbours, FAR)
     slot = chosen * prefix_sum(chosen)
     fields = unpack_fields(gather(_one_hot_slots(slot, neighbours), pack_fields(z, present, outcomes)))  # F x K
     visits = VISITS.size

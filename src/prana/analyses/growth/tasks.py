@@ -1,5 +1,6 @@
-"""What a growth task names, checked without the engine (a station's policy module imports this): its
-committee, its store and, for a query, K and the minimum group size."""
+"""What a growth or similar-cases task names, checked without the engine (a station's policy module imports
+this): its committee, its store and, for a query, K and the minimum group size. (A similar-cases task also
+names its layout, checked by `similar.data.Layout.from_json`.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prana.errors import MalformedMessage
 ANALYSIS = "growth"
 SHARE = "growth-share"
 STORE = "growth"                           # the committee's store id, unless a task names another
+QUERIES = (ANALYSIS, "similar")            # the analyses that are queries to a committee (the rest: sharings)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -35,11 +37,12 @@ def check_parameters(task: dict[str, Any]) -> tuple[Committee, dict[str, Any]]:
         raise MalformedMessage(f"task {task.get('id')} names no committee of three of its stations")
     if not (isinstance(store, str) and NAME.fullmatch(store)):
         raise MalformedMessage(f"task {task.get('id')} names no valid store")
-    if task.get("analysis") == ANALYSIS:
+    if task.get("analysis") in QUERIES:
         for key in ("neighbours", "min_group_size"):
             value = parameters.get(key)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
                 raise MalformedMessage(f"task {task.get('id')} has no valid {key}")
         if sorted(task["stations"]) != sorted(members):
-            raise MalformedMessage(f"growth query {task.get('id')} is addressed to others than its committee")
+            raise MalformedMessage(f"{task.get('analysis')} query {task.get('id')} is addressed to others than its "
+                                   "committee")
     return Committee(tuple(members), store), parameters
