@@ -54,6 +54,12 @@ def test_shared_through_the_hub_and_asked_from_the_command_line_equals_the_metho
     assert {key: statistics[key] for key in ("neighbours", "growth_delay_percent", "benefited_percent")} == \
         {key: want.statistics()[key] for key in ("neighbours", "growth_delay_percent", "benefited_percent")}
     assert any("minimum group size of 6" in note for note in statistics["notes"])
+    # the clinics' ignored measurements reach the nurse as the members' sealed note, as in `prana growth local`
+    from prana.analyses.growth.data import read_history
+    from prana.analyses.growth.method import ignored_note
+
+    ignored = sum(read_history(path).measured.ignored for path in platform.paths)
+    assert ignored > 0 and ignored_note(ignored)[0] in statistics["notes"]
     assert (out / "growth.png").stat().st_size > 10_000
     assert "had a growth delay" in asked.stdout
 

@@ -20,10 +20,12 @@ Who learns what:
 
     party        learns
     asker        the prediction and statistics (`program`: what leaves the MPC, each figure only where its
-                 group reaches the minimum group size) and the number of children in the shared history;
-                 not the neighbours, their clinics, their distances, or which children were candidates
-    a member     each clinic's name, sequence and number of children, the asker's name, K and the minimum
-                 group size, and uniformly random shares; nothing of the query or the history (ABY3: no two
+                 group reaches the minimum group size), the number of children in the shared history and
+                 how many of its measurements were ignored (in all: each clinic's count reaches the members
+                 sealed beside its shares, and the members seal the sum to the asker); not the neighbours,
+                 their clinics, their distances, or which children were candidates
+    a member     each clinic's name, sequence, number of children, minimum group size and number of ignored
+                 measurements, the asker's name, K, and uniformly random shares; nothing of the query or the history (ABY3: no two
                  of the three members collude)
     a clinic     nothing of the other clinics' histories, nor of any query
     the hub      sealed parts it cannot open (and who shared or asked when)

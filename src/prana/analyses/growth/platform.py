@@ -21,7 +21,9 @@ members through the hub; a nurse asks through the hub and joins the members' ses
                                     budget, and runs `program.growth_program` with the other two
            the nurse                sees the three members running with the same figures, joins their
                                     session as an input client (its query secret-shared), and reconstructs
-                                    the result from its three shares
+                                    the result from its three shares; each member also seals it a note, the
+                                    number of the history's ignored measurements (the clinics sealed theirs
+                                    beside their shares), taken when the three agree
 
 The result. Each member's share of the result goes to the nurse alone over mutual TLS, inside the session
 the nurse joined; no one share says anything, and the hub carries none of them. That is what sealing to the
@@ -51,6 +53,7 @@ from prana.errors import (ConfigError, InputValidationError, MalformedMessage, P
                           ProtocolError)
 
 PART = re.compile(r"history-([0-9]{1,20})")
+ASKER_NOTE = "asker-note"
 POLICY_PART = "policy-{sequence}"
 
 
@@ -63,15 +66,19 @@ class HubParts:
     def post(self, clinic: str, member: str, sequence: int, sealed: bytes) -> None:
         self.client.put_sealed(self.task, member, part_name(sequence), sealed)
 
-    def post_policy(self, member: str, sequence: int, min_group_size: int) -> None:
+    def post_policy(self, member: str, sequence: int, min_group_size: int, ignored: int = 0) -> None:
+        """The clinic's minimum group size for this sharing, and how many of its measurements were ignored
+        (not within 14 days of a visit, or a visit's second; the nurse's note), sealed to `member`."""
         name = POLICY_PART.format(sequence=sequence)
-        payload = json.dumps({"min_group_size": min_group_size, "sequence": sequence}).encode()
+        payload = json.dumps({"min_group_size": min_group_size, "sequence": sequence, "ignored": ignored}).encode()
         self.client.put_sealed(self.task, member, name, seal_to(self.federation, self.me, member, self.store, name,
                                                                  payload))
 
     def fetch(self, clinics: list[str]) -> tuple[dict[str, bytes], dict[str, int]]:
         """This member's opened part of each clinic's latest sharing, and that clinic's minimum group size (a
-        part that does not open, or has no policy beside it, is left out)."""
+        part that does not open, or has no policy beside it, is left out); `self.ignored` then holds each
+        clinic's count of ignored measurements."""
+        self.ignored: dict[str, int] = {}
         rows = {(row.get("sender"), row.get("name")): row["sealed"] for row in self.client.sealed_for_me(self.task)}
         parts, minima = {}, {}
         for clinic in clinics:
@@ -87,9 +94,10 @@ class HubParts:
                                               POLICY_PART.format(sequence=sequence),
                                               base64.b64decode(rows[(clinic, POLICY_PART.format(sequence=sequence))])))
                 minimum = int(policy["min_group_size"])
+                ignored = int(policy.get("ignored", 0))
             except (PranaError, ValueError, KeyError, TypeError):
                 continue
-            parts[clinic], minima[clinic] = data, max(1, minimum)
+            parts[clinic], minima[clinic], self.ignored[clinic] = data, max(1, minimum), max(0, ignored)
         return parts, minima
 
 
@@ -117,7 +125,7 @@ def share_at_station(context: Any, task: dict[str, Any]) -> dict[str, Any]:
     context.progress("sharing", 1, 2)
     posted = share_rows(context.federation, context.me, committee.members, committee.store_id, rows, board, sequence)
     for member in committee.members:
-        board.post_policy(member, sequence, context.min_group_size)
+        board.post_policy(member, sequence, context.min_group_size, history.measured.ignored)
     context.record("shared", kind="shares", shape=list(rows.shape), recipient=",".join(committee.members),
                    bytes=posted, outcome=f"sequence {sequence}, min group size {context.min_group_size}")
     return {"children": history.children, "sequence": sequence}
@@ -129,11 +137,13 @@ def _policy_path(store: Store, clinic: str) -> Path:
     return store.folder / f"{clinic}.policy.json"
 
 
-def clinic_minima(store: Store, clinics: list[str]) -> dict[str, int]:
+def clinic_minima(store: Store, clinics: list[str], key: str = "min_group_size", default: int = 1) -> dict[str, int]:
+    """Each clinic's minimum group size as its latest sharing stated it (or, with `key="ignored"`, its count
+    of ignored measurements)."""
     minima = {}
     for clinic in clinics:
         path = _policy_path(store, clinic)
-        minima[clinic] = int(json.loads(path.read_text())["min_group_size"]) if path.is_file() else 1
+        minima[clinic] = int(json.loads(path.read_text()).get(key, default)) if path.is_file() else default
     return minima
 
 
@@ -149,13 +159,16 @@ def take_in_worker(federation: str, me: str, hub: str, task: dict[str, Any], sto
     committee, _ = check_parameters(task)
     kept = Store(store, loaded, me, committee.store_id)
     with Client(hub, federation=loaded, me=me) as client:
-        fetched, minima = HubParts(client, loaded, me, task["id"], committee.store_id).fetch(clinics)
-    purpose = {"analysis": SHARE, "version": VERSION, "store": committee.store_id, "minima": minima}
+        board = HubParts(client, loaded, me, task["id"], committee.store_id)
+        fetched, minima = board.fetch(clinics)
+    purpose = {"analysis": SHARE, "version": VERSION, "store": committee.store_id, "minima": minima,
+               "ignored": board.ignored}
     with CommitteeSession(loaded, me, list(committee.members), task["id"], purpose,
                           timeouts=Timeouts(connect=connect, step=step)) as session:
         taken = take_in(session, committee, kept, fetched)
     for clinic in taken["stored"]:
-        write_private(_policy_path(kept, clinic), json.dumps({"min_group_size": minima[clinic]}))
+        write_private(_policy_path(kept, clinic), json.dumps({"min_group_size": minima[clinic],
+                                                              "ignored": board.ignored[clinic]}))
     return taken
 
 
@@ -194,6 +207,11 @@ class Kind:
         from prana.analyses.growth.committee import check_query
 
         check_query(rows, int(task["parameters"]["neighbours"]), minimum)
+
+    def asker_note(self, store: Store, clinics: list[str]) -> dict[str, Any] | None:
+        """What the members tell the asker beside the MPC's result, sealed to it: the history's number of
+        ignored measurements (the note that `prana growth local` prints too)."""
+        return {"ignored": sum(clinic_minima(store, clinics, key="ignored", default=0).values())}
 
 
 GROWTH = Kind()
@@ -323,6 +341,12 @@ class Member:
                                 "store": str(self.store), "min_group_size": minimum, "budget": self.budget,
                                 "connect": self.connect, "step": self.step},
                                party=self.me, timeout=self.connect + 2 * self.step)
+        note = self.kind.asker_note(kept, sorted(held))
+        if note is not None:
+            name = f"{ASKER_NOTE}-{self.me}"
+            client.put_sealed(task["id"], task["requester"], name,
+                              seal_to(self.federation, self.me, task["requester"], task["id"], name,
+                                      json.dumps(note, sort_keys=True).encode()))
         return {"children": children, "min_group_size": minimum, "queries_left": outcome["left"],
                 "seconds": outcome["seconds"]}
 
@@ -388,7 +412,27 @@ def ask(client: Any, federation: Federation, me: str, *, committee: list[str], q
     final = client.wait(task["id"], timeout=timeout, on_update=on_update)
     notes = [] if minimum == min_group_size else \
         [f"the committee applied a minimum group size of {minimum} (its own, or a clinic's policy)"]
+    from prana.analyses.growth.method import ignored_note
+
+    notes += ignored_note(asker_note(client, federation, me, task["id"], committee).get("ignored", 0))
     return from_secure(result, parsed, neighbours, minimum, notes), final
+
+
+def asker_note(client: Any, federation: Federation, me: str, task_id: str, committee: list[str]) -> dict[str, Any]:
+    """The members' sealed note to the asker (`Kind.asker_note`), when all three sent the same; else {}."""
+    notes = []
+    for member in committee:
+        name = f"{ASKER_NOTE}-{member}"
+        for row in client.sealed_for_me(task_id, name):
+            if row.get("sender") != member:
+                continue
+            try:
+                notes.append(json.loads(open_from(federation, me, member, task_id, name,
+                                                  base64.b64decode(row["sealed"]))))
+            except (PranaError, ValueError, KeyError, TypeError):
+                return {}
+    return notes[0] if len(notes) == len(committee) and all(note == notes[0] for note in notes) and \
+        isinstance(notes[0], dict) else {}
 
 
 

@@ -69,6 +69,9 @@ class SimilarKind(Kind):
         check_query(rows, int(parameters["neighbours"]), minimum)
         task_layout(task).among_index(parameters.get("among"))
 
+    def asker_note(self, store: Any, clinics: list[str]) -> dict[str, Any] | None:
+        return None
+
 
 SIMILAR = SimilarKind()
 
