@@ -56,7 +56,12 @@ def _one_hot_slots(slot, neighbours: int):
     table = jnp.ones((slot.shape[0], 1), slot.dtype)
     for bit in range(width):                       # after step j, column m stands for the low j+1 bits = m
         b = jnp.bitwise_and(jnp.right_shift(slot, bit), 1)[:, None]
-        table = jnp.concatenate([table * (1 - b), table * b], axis=1)
+        # one product per column, not two (table * (1 - b) = table - table * b), and only for the columns
+        # that stand for a slot <= K (m + 2^bit <= K) at the last steps
+        high = table[:, :max(0, min(table.shape[1], neighbours + 1 - (1 << bit)))] * b
+        low = table - jnp.concatenate([high, jnp.zeros((slot.shape[0], table.shape[1] - high.shape[1]),
+                                                       slot.dtype)], axis=1)
+        table = jnp.concatenate([low, high], axis=1)
     return table[:, 1:neighbours + 1]
 
 
