@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/prana demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 --durations-min=5
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare.py
