@@ -397,19 +397,12 @@ def ask(client: Any, federation: Federation, me: str, *, committee: list[str], q
                          parameters={"members": list(committee), "store": store, "neighbours": neighbours,
                                      "min_group_size": min_group_size}, timeout=timeout)
 
-    children, minimum = members_running(client, task, committee, timeout=timeout, on_update=on_update,
-                                        what="growth query")
-    try:
-        result = share_query(federation, me, Committee(tuple(committee), store), task["id"], parsed,
-                             children=children, neighbours=neighbours, min_group_size=minimum,
-                             timeouts=Timeouts(connect=connect, step=timeout))
-    except PranaError:
-        time.sleep(1.0)                    # a member that refused or failed has reported why: say that instead
-        from prana.hub.client import raise_for_state
-
-        raise_for_state(client.status(task["id"]))
-        raise
-    final = client.wait(task["id"], timeout=timeout, on_update=on_update)
+    result, final, minimum = join_query(
+        client, task, committee, timeout=timeout, on_update=on_update, what="growth query",
+        join=lambda children, minimum: share_query(federation, me, Committee(tuple(committee), store), task["id"],
+                                                   parsed, children=children, neighbours=neighbours,
+                                                   min_group_size=minimum,
+                                                   timeouts=Timeouts(connect=connect, step=timeout)))
     notes = [] if minimum == min_group_size else \
         [f"the committee applied a minimum group size of {minimum} (its own, or a clinic's policy)"]
     from prana.analyses.growth.method import ignored_note
@@ -464,6 +457,24 @@ def members_running(client: Any, task: dict[str, Any], committee: list[str], *, 
     if len(figures) != 1:
         raise ProtocolError(f"the committee's members report different data for {what} {task['id']}")
     return figures.pop()
+
+
+def join_query(client: Any, task: dict[str, Any], committee: list[str], *, timeout: float,
+               on_update: Callable[[dict[str, Any]], None] | None, what: str,
+               join: Callable[[int, int], Any]) -> tuple[Any, dict[str, Any], int]:
+    """The asker's side of a committee query once submitted: wait for the members to run it, `join(rows,
+    minimum)` their session, and follow the task to its end. Returns (what `join` returned, the final task,
+    the minimum group size in force). When joining fails, a member's own reason is raised where it gave one."""
+    from prana.hub.client import raise_for_state
+
+    rows, minimum = members_running(client, task, committee, timeout=timeout, on_update=on_update, what=what)
+    try:
+        result = join(rows, minimum)
+    except PranaError:
+        time.sleep(1.0)                    # a member that refused or failed has reported why: say that instead
+        raise_for_state(client.status(task["id"]))
+        raise
+    return result, client.wait(task["id"], timeout=timeout, on_update=on_update), minimum
 
 
 # -- the whole platform on this machine (the demo, the tests) ---------------------------------------------------

@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from prana.analyses.growth.platform import (MEMBERS, HubParts, Kind, Member, clinic_minima, members_running,
-                                            _policy_path)
+from prana.analyses.growth.platform import (MEMBERS, HubParts, Kind, Member, _policy_path, clinic_minima,
+                                            join_query)
 from prana.analyses.growth.platform import share as share_tasks
 from prana.analyses.growth.tasks import Committee, check_parameters
 from prana.analyses.similar.committee import SimilarStore
 from prana.analyses.similar.data import Layout
 from prana.config import Federation
-from prana.errors import ConfigError, InputValidationError, PolicyViolation, PranaError
+from prana.errors import ConfigError, InputValidationError, PolicyViolation
 
 SHARE, QUERY, STORE = "similar-share", "similar", "similar"
 
@@ -181,8 +181,6 @@ def ask(client: Any, federation: Federation, me: str, *, committee: list[str], q
     from prana.analyses.similar.data import read_query
     from prana.analyses.similar.method import check_neighbours, from_secure
     from prana.engine.session import Timeouts
-    from prana.hub.client import raise_for_state
-
     if len(committee) != 3 or len(set(committee)) != 3:
         raise InputValidationError("a similar-cases query goes to three committee members: give --station three times")
     layout = layout.check()
@@ -193,17 +191,12 @@ def ask(client: Any, federation: Federation, me: str, *, committee: list[str], q
                          parameters={"members": list(committee), "store": store, "neighbours": neighbours,
                                      "min_group_size": min_group_size, "among": among, "layout": layout.to_json()},
                          timeout=timeout)
-    cases, minimum = members_running(client, task, committee, timeout=timeout, on_update=on_update,
-                                     what="similar-cases query")
-    try:
-        vector = share_query(federation, me, Committee(tuple(committee), store), task["id"], encoded, layout=layout,
-                             cases=cases, neighbours=neighbours, min_group_size=minimum, among=among,
-                             timeouts=Timeouts(connect=connect, step=timeout))
-    except PranaError:
-        time.sleep(1.0)                    # a member that refused or failed has reported why: say that instead
-        raise_for_state(client.status(task["id"]))
-        raise
-    final = client.wait(task["id"], timeout=timeout, on_update=on_update)
+    vector, final, minimum = join_query(
+        client, task, committee, timeout=timeout, on_update=on_update, what="similar-cases query",
+        join=lambda cases, minimum: share_query(federation, me, Committee(tuple(committee), store), task["id"],
+                                                encoded, layout=layout, cases=cases, neighbours=neighbours,
+                                                min_group_size=minimum, among=among,
+                                                timeouts=Timeouts(connect=connect, step=timeout)))
     notes = [] if minimum == min_group_size else \
         [f"the committee applied a minimum group size of {minimum} (its own, or a provider's policy)"]
     return from_secure(vector, layout, neighbours, minimum, among, notes), final
