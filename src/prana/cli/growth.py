@@ -113,10 +113,7 @@ def share(station: list[str] = typer.Option(..., "--station", help="A clinic's s
     with Client(hub, federation=loaded, me=me) as client, Steps(console, bars=False) as steps:
         bar = steps.add("sharing")
 
-        def update(task: dict) -> None:
-            parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(task["stations"].items()))
-            steps.update(bar, f"task {task['id'][:8]}: {parts}")
-
+        update = stations_progress(steps, bar)
         stored = run(client, stations=stations, committee=comma_list(committee), store=store, timeout=timeout,
                      on_update=update)
     for clinic, kept in stored.items():
@@ -157,6 +154,15 @@ def serve(me: str = typer.Option(..., "--as", help="This member's party name in 
     member.serve(threading.Event(), max_tasks=tasks)
 
 
+def stations_progress(steps, bar):
+    """An on_update for a followed task: its stations' states on the progress line."""
+    def update(task: dict) -> None:
+        parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(task["stations"].items()))
+        steps.update(bar, f"task {task['id'][:8]}: {parts}")
+
+    return update
+
+
 def member_events(share: str, noun: str):
     """What a serving member prints of each task's end (`Member`'s on_event)."""
     def event(kind: str, details: dict) -> None:
@@ -185,10 +191,7 @@ def ask_through_hub(client, federation, me: str, *, committee: list[str], query:
     with Steps(console, bars=False) as steps:
         bar = steps.add("growth query")
 
-        def update(task: dict) -> None:
-            parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(task["stations"].items()))
-            steps.update(bar, f"task {task['id'][:8]}: {parts}")
-
+        update = stations_progress(steps, bar)
         prediction, final = ask(client, federation, me, committee=committee, query=query, neighbours=neighbours,
                                 min_group_size=min_group_size, timeout=timeout, on_update=update)
     show(prediction)

@@ -10,6 +10,7 @@ import typer
 
 from prana.cli.options import AS_PARTY, FEDERATION, HUB
 from prana.cli.output import console
+from prana.cli.growth import member_events, stations_progress
 from prana.cli.progress import Steps
 
 app = typer.Typer(no_args_is_help=True, help=(
@@ -132,10 +133,7 @@ def share(station: list[str] = typer.Option(..., "--station", help="A provider's
     with Client(hub, federation=loaded, me=me) as client, Steps(console, bars=False) as steps:
         bar = steps.add("sharing")
 
-        def update(task: dict) -> None:
-            parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(task["stations"].items()))
-            steps.update(bar, f"task {task['id'][:8]}: {parts}")
-
+        update = stations_progress(steps, bar)
         stored = run(client, stations=stations, committee=comma_list(committee), layout=layout, store=store,
                      timeout=timeout, on_update=update)
     for provider, kept in stored.items():
@@ -165,7 +163,6 @@ def serve(me: str = typer.Option(..., "--as", help="This member's party name in 
     import threading
 
     from prana.analyses.similar.platform import member
-    from prana.cli.growth import member_events
     from prana.cli.options import comma_list
     from prana.config import Federation
 
@@ -207,10 +204,7 @@ def task(query: Path = typer.Option(..., "--query", help="The case to compare: a
     with Client(hub, federation=loaded, me=me) as client, Steps(console, bars=False) as steps:
         bar = steps.add("similar-cases query")
 
-        def update(state: dict) -> None:
-            parts = ", ".join(f"{name} {part['state']}" for name, part in sorted(state["stations"].items()))
-            steps.update(bar, f"task {state['id'][:8]}: {parts}")
-
+        update = stations_progress(steps, bar)
         result, final = ask(client, loaded, me, committee=[item.partition("=")[0].strip() for item in station],
                             query=query, layout=layout, neighbours=neighbours, min_group_size=min_group_size,
                             among=among, store=store, timeout=timeout, on_update=update)
